@@ -1,0 +1,109 @@
+"""The tornado Application: which handler serves which path.
+
+Only paths under JUPYTERHUB_SERVICE_PREFIX are served; anything else is 404 and never reaches the
+app. Routing works on the raw (still percent-encoded) path, the same bytes the app will see.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from tornado import web
+
+from .base import RESERVED, BaseHandler, Services
+from .proxy.http import PROXIED_METHODS, ProxyHandler
+from .supervisor import AppState
+
+access_log = logging.getLogger("jhsingle_native_proxy.access")
+
+
+class AddSlashHandler(BaseHandler):
+    """`{prefix}` without its slash: redirect to `{prefix}/`, keeping the query."""
+
+    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+
+    def prepare(self) -> None:
+        path, sep, query = (self.request.uri or "").partition("?")
+        # 307 keeps the method and body of a POST; GET and HEAD get the usual 302.
+        status = 302 if self.request.method in ("GET", "HEAD") else 307
+        self.redirect(path + "/" + sep + query, status=status)
+
+
+class CanonicalPrefixHandler(BaseHandler):
+    """A prefix that arrives with `@` percent-encoded (`%40`) goes to the canonical spelling."""
+
+    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+
+    def prepare(self) -> None:
+        prefix = self.services.settings.prefix
+        uri = self.request.uri or "/"
+        path, sep, query = uri.partition("?")
+        canonical = re.sub("%40", "@", path, flags=re.IGNORECASE)
+        if canonical.startswith(prefix) or canonical + "/" == prefix:
+            status = 302 if self.request.method in ("GET", "HEAD") else 307
+            self.redirect(canonical + sep + query, status=status)
+            return
+        raise web.HTTPError(404)
+
+
+class NotFoundHandler(BaseHandler):
+    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+
+    def prepare(self) -> None:
+        raise web.HTTPError(404)
+
+
+class StatusHandler(BaseHandler):
+    """`{prefix}/_jhsnp/status`: the app's state as JSON, polled by the loading page."""
+
+    def get(self) -> None:
+        supervisor = self.services.supervisor
+        supervisor.request_arrived(self.request.host)
+        body: dict[str, object] = {"state": supervisor.state.value}
+        if supervisor.state is AppState.FAILED and supervisor.failure is not None:
+            body["reason"] = supervisor.failure.reason
+            if supervisor.failure.retry_at is not None:
+                body["retry_in"] = round(
+                    max(0.0, supervisor.failure.retry_at - time.monotonic()), 1
+                )
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """One access line per request: method, path, status, milliseconds."""
+    status = handler.get_status()
+    level = logging.INFO if status < 500 else logging.WARNING
+    access_log.log(
+        level,
+        "%d %s %s %.1fms",
+        status,
+        handler.request.method,
+        handler.request.uri,
+        1000.0 * handler.request.request_time(),
+    )
+
+
+def make_app(services: Services) -> web.Application:
+    prefix = services.settings.prefix
+    escaped = re.escape(prefix)
+    routes: list[tuple] = []
+    if prefix != "/":
+        routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
+    routes += [
+        (escaped + re.escape(RESERVED) + "status", StatusHandler),
+        (escaped + ".*", ProxyHandler),
+    ]
+    if "@" in prefix:
+        routes.append((".*", CanonicalPrefixHandler))
+    routes.append((".*", NotFoundHandler))
+    return web.Application(
+        routes,
+        services=services,
+        log_function=log_request,
+        # Never serve tracebacks, --debug or not; the log has them.
+        serve_traceback=False,
+        xsrf_cookies=False,
+    )

@@ -1,0 +1,86 @@
+"""What every handler shares: running services, our headers, error pages without tracebacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+
+import aiohttp
+import jupyterhub
+from tornado import web
+
+from . import pages
+from .settings import Settings
+from .supervisor import AppSupervisor
+
+# Paths under the prefix that belong to the proxy, not the app. Unusual on purpose.
+RESERVED = "_jhsnp/"
+
+
+@dataclass
+class Services:
+    """The long-lived parts a request may need, built once by the server."""
+
+    settings: Settings
+    supervisor: AppSupervisor
+    app_session: aiohttp.ClientSession
+
+
+class BaseHandler(web.RequestHandler):
+    """Our pages and the proxied app both carry X-JupyterHub-Version; errors are our own pages."""
+
+    @property
+    def services(self) -> Services:
+        return self.application.settings["services"]
+
+    def set_default_headers(self) -> None:
+        # JupyterHub checks this header to recognise a single-user server.
+        self.set_header("X-JupyterHub-Version", jupyterhub.__version__)
+
+    def compute_etag(self) -> None:
+        # Never let tornado invent ETags (or turn a proxied 200 into a 304).
+        return None
+
+    def check_xsrf_cookie(self) -> None:
+        # Tornado's own XSRF check knows nothing of the app's forms; see the auth module.
+        return None
+
+    def wants_html(self) -> bool:
+        return "text/html" in self.request.headers.get("Accept", "")
+
+    def send_page(self, status: int, body: str, *, retry_after: float | None = None) -> None:
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if retry_after is not None:
+            self.set_header("Retry-After", str(max(1, round(retry_after))))
+        self.finish(body)
+
+    def send_error_page(
+        self, status: int, message: str, *, retry_after: float | None = None
+    ) -> None:
+        """An error as HTML for browsers and as one line of text for other clients."""
+        title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        if self.wants_html():
+            self.send_page(
+                status, pages.error_page(status, title, message), retry_after=retry_after
+            )
+            return
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        if retry_after is not None:
+            self.set_header("Retry-After", str(max(1, round(retry_after))))
+        self.finish(f"{status} {title}: {message}\n")
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        # Never a traceback to a client, whatever the log level: the log has it.
+        reason = self._reason or "Error"
+        message = {404: "There is nothing here."}.get(status_code, reason)
+        if status_code >= 500 and "exc_info" in kwargs:
+            message = "The proxy could not handle this request; the server log says why."
+        if self._headers_written:
+            return
+        self.send_error_page(status_code, message)

@@ -1,0 +1,292 @@
+"""The `jhsingle-native-proxy` command line.
+
+Two spellings of a command line must work, as with 0.8.3:
+
+    jhsingle-native-proxy --port 8000 -- streamlit hello --server.port {port}
+    jhsingle-native-proxy --port 8000 streamlit hello {--}server.port {port} --ip 0.0.0.0
+
+Everything after the first `--` belongs to the app. Before it, our options may appear anywhere
+among the app's words (click's interspersed arguments), and `{--}`/`{-}` spell the app's dashes.
+
+JupyterHub spawners may add jupyterhub-singleuser's flags (`--notebook-dir=DIR`,
+`--SingleUserNotebookApp.default_url=/x`, `--disable-user-config`, any `--Class.trait=value`).
+They must never stop the server from starting: the ones that mean something here are honoured,
+the others are logged once as ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import click
+
+from ._version import __version__
+from .settings import SettingsError, build_settings
+
+PROG = "jhsingle-native-proxy"
+
+# `--Class.trait[=value]` as traitlets writes it. Class names are CamelCase, which keeps app
+# options such as streamlit's `--server.port` out of this pattern.
+_TRAIT_FLAG = re.compile(r"^--([A-Z]\w*)\.(\w+)(?:=(.*))?$", re.DOTALL)
+# Traits that name the single-user server's root directory: the app's working directory here.
+_DIRECTORY_TRAITS = {"notebook_dir", "root_dir"}
+# Traits that are our own click options despite their traitlets-like spelling.
+_OWN_TRAITS = {"--NotebookApp.allow_origin"}
+
+
+def split_singleuser_traits(words: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Take `--Class.trait=value` (or `--Class.trait value`) flags out of `words`."""
+    rest: list[str] = []
+    traits: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        match = _TRAIT_FLAG.match(word)
+        if match and word.split("=", 1)[0] not in _OWN_TRAITS:
+            name = f"{match.group(1)}.{match.group(2)}"
+            value = match.group(3)
+            if value is None and i + 1 < len(words) and not words[i + 1].startswith("-"):
+                value = words[i + 1]
+                i += 1
+            traits[name] = value if value is not None else ""
+        else:
+            rest.append(word)
+        i += 1
+    return rest, traits
+
+
+def _options(f):
+    opts = [
+        click.option(
+            "--port",
+            type=int,
+            default=None,
+            help="Port to listen on [default: from JUPYTERHUB_SERVICE_URL, else 8888].",
+        ),
+        click.option(
+            "--ip",
+            default=None,
+            help="Address to listen on [default: from JUPYTERHUB_SERVICE_URL, else "
+            "127.0.0.1]; 0.0.0.0 to listen on every interface.",
+        ),
+        click.option(
+            "--destport",
+            type=click.IntRange(0, 65535),
+            default=0,
+            show_default=True,
+            help="Port the app listens on, given to it as {port}; 0 picks a free port "
+            "before each start.",
+        ),
+        click.option(
+            "--presentation-path",
+            "--presentation_path",
+            "presentation_path",
+            default="",
+            help="A path made absolute and offered as {presentation_path}, "
+            "{presentation_basename} and {presentation_dirname}.",
+        ),
+        click.option("--debug/--no-debug", default=False, help="Log at DEBUG level."),
+        click.option(
+            "--logs/--no-logs",
+            default=True,
+            show_default=True,
+            help="Log the app's stdout and stderr.",
+        ),
+        click.option(
+            "--authtype",
+            type=click.Choice(["oauth", "none"]),
+            default="oauth",
+            show_default=True,
+            help="oauth: only users JupyterHub allows; none: anyone who can reach the port.",
+        ),
+        click.option(
+            "--request-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=300,
+            show_default=True,
+            help="Seconds to wait for the app to start answering a request (not a "
+            "limit on how long a stream may last).",
+        ),
+        click.option(
+            "--last-activity-interval",
+            type=click.FloatRange(min=0),
+            default=300,
+            show_default=True,
+            help="Seconds between activity reports to the hub; 0 never reports.",
+        ),
+        click.option(
+            "--force-alive/--no-force-alive",
+            "--force-keep-alive/--no-force-keep-alive",
+            "force_alive",
+            default=False,
+            show_default=True,
+            help="Report activity even when there was no traffic (0.8.3's default), "
+            "which keeps the idle culler from ever stopping this server.",
+        ),
+        click.option(
+            "--ready-check-path",
+            default="/",
+            show_default=True,
+            help="Path on the app polled until it answers HTTP, to know it is ready.",
+        ),
+        click.option(
+            "--ready-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=10,
+            show_default=True,
+            help="Seconds the app has to become ready after a start.",
+        ),
+        click.option("--repo", default="", help="Git repository to check out before starting."),
+        click.option(
+            "--repobranch",
+            default="",
+            help="Branch of --repo [default: the remote's default branch].",
+        ),
+        click.option("--repofolder", default="", help="Folder for the checkout of --repo."),
+        click.option(
+            "--conda-env", default="", help="Conda environment (name or path) to run the app in."
+        ),
+        click.option(
+            "--allow-root",
+            is_flag=True,
+            default=False,
+            help="Accepted for jupyterhub-singleuser compatibility; no effect.",
+        ),
+        click.option(
+            "--NotebookApp.allow_origin",
+            "allow_origin",
+            default="",
+            help="Obsolete (0.8.3); accepted and ignored: origins are checked against "
+            "the request's own host.",
+        ),
+        click.option(
+            "--forward-user-info",
+            is_flag=True,
+            default=False,
+            help="Send the viewer's JupyterHub identity to the app in the "
+            "X-CDSDASHBOARDS-JH-USER header (JSON).",
+        ),
+        click.option(
+            "--query-user-info",
+            is_flag=True,
+            default=False,
+            help="Send the viewer's identity as the CDSDASHBOARDS_JH_USER query argument.",
+        ),
+        click.option(
+            "--progressive",
+            is_flag=True,
+            default=False,
+            help="Obsolete: responses are always streamed as the app produces them.",
+        ),
+        click.option(
+            "--websocket-max-message-size",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Largest websocket message in bytes, either direction; 0 = no limit.",
+        ),
+        click.option(
+            "--aiohttp-no-ssl-connector",
+            is_flag=True,
+            default=False,
+            help="Do not verify TLS certificates when calling the hub.",
+        ),
+        click.option(
+            "--aiohttp-request-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Seconds allowed for each call to the hub's API.",
+        ),
+        click.option(
+            "--notebook-dir",
+            "working_dir",
+            default="",
+            help="jupyterhub-singleuser's flag: the app's working directory.",
+        ),
+        click.option("--disable-user-config", is_flag=True, default=False, hidden=True),
+        click.option(
+            "--shutdown-grace",
+            type=click.FloatRange(min=0),
+            default=5,
+            show_default=True,
+            help="Seconds the app has to exit after SIGTERM before it is killed.",
+        ),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@click.command(
+    name=PROG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="The app's command goes after `--`, or among the options with {--} and {-} "
+    "standing for its dashes. Placeholders: {port} {base_url} {unix_socket} "
+    "{presentation_path} {presentation_basename} {presentation_dirname} {origin_host} "
+    "{repofolder}; {{ and }} for literal braces.",
+)
+@_options
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.version_option(__version__, "--version", prog_name=PROG)
+def _command(command: tuple[str, ...], disable_user_config: bool, **options) -> dict:
+    """Run a web app as a JupyterHub single-user server: start it, supervise it, and proxy
+    HTTP and websockets to it under JUPYTERHUB_SERVICE_PREFIX."""
+    options["command"] = list(command)
+    if disable_user_config:
+        options["ignored_flags"] = ("--disable-user-config",)
+    return options
+
+
+def parse_args(argv: list[str], environ: dict[str, str]):
+    """Turn a command line into Settings. Raises click.ClickException or SettingsError."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut + 1 :]
+    else:
+        head, tail = argv, []
+    head, traits = split_singleuser_traits(head)
+    options = _command.main(head, prog_name=PROG, standalone_mode=False)
+    if isinstance(options, int):  # --help or --version was handled
+        raise SystemExit(options)
+    ignored = list(options.pop("ignored_flags", ()))
+    for name, value in traits.items():
+        if name.split(".", 1)[1] in _DIRECTORY_TRAITS and not options.get("working_dir"):
+            options["working_dir"] = value
+        else:
+            ignored.append(f"--{name}")
+    options["ignored_flags"] = tuple(ignored)
+    command = options.pop("command") + tail
+    return build_settings(options, command, environ)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear line on stderr and a non-zero exit: what an admin reading a spawner log needs."""
+    click.echo(f"{PROG}: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = parse_args(argv, dict(os.environ))
+    except click.exceptions.NoSuchOption as e:
+        fail(
+            f"{e.format_message()} (the app's own options go after --, or write their "
+            "dashes as {--} and {-})"
+        )
+    except click.ClickException as e:
+        fail(e.format_message())
+    except click.exceptions.Abort:
+        raise SystemExit(130) from None
+    except SettingsError as e:
+        fail(str(e))
+
+    from .server import StartupError, run
+
+    try:
+        run(settings)
+    except StartupError as e:
+        fail(str(e), code=1)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

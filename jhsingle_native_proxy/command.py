@@ -1,0 +1,87 @@
+"""Substitution of `{name}` placeholders in the app's command (and later its environment).
+
+The 0.8.3 release and jupyter-server-proxy both document placeholders such as `{port}` and
+`{base_url}`; admins also write `{--}` and `{-}` so that the app's own options can sit among ours
+on one command line. We check every placeholder when the proxy starts, so a typo such as
+`{prot}` is one clear error instead of an app started with a literal `{prot}` in its arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+# Placeholders a command may use. Values are filled in before each start of the app.
+KNOWN_NAMES = (
+    "port",
+    "base_url",
+    "unix_socket",
+    "presentation_path",
+    "presentation_basename",
+    "presentation_dirname",
+    "origin_host",
+    "repofolder",
+)
+
+# `{--}` and `{-}` are no values: they spell dashes that click would otherwise take as options.
+LITERALS = {"--": "--", "-": "-"}
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+
+
+class TemplateError(ValueError):
+    """A command argument holds a placeholder we do not know, or an unbalanced brace."""
+
+
+def _expand(text: str, lookup) -> str:
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        if name is None:
+            raise TemplateError(
+                f"unbalanced {token!r} in {text!r}: write {token * 2} for a literal brace"
+            )
+        if name in LITERALS:
+            return LITERALS[name]
+        return lookup(name, text)
+
+    return _TOKEN.sub(replace, text)
+
+
+def placeholders(args: Iterable[str]) -> set[str]:
+    """The placeholder names used in `args` (literals `{--}`/`{-}` excluded).
+
+    Raises TemplateError for unknown names and unbalanced braces.
+    """
+    found: set[str] = set()
+
+    def note(name: str, text: str) -> str:
+        if name not in KNOWN_NAMES:
+            known = ", ".join("{" + n + "}" for n in (*KNOWN_NAMES, "--", "-"))
+            raise TemplateError(f"unknown placeholder {{{name}}} in {text!r} (known: {known})")
+        found.add(name)
+        return ""
+
+    for arg in args:
+        _expand(arg, note)
+    return found
+
+
+def substitute(text: str, values: Mapping[str, object]) -> str:
+    """Fill the placeholders of one string with `values`."""
+
+    def lookup(name: str, source: str) -> str:
+        if name not in values:
+            raise TemplateError(f"unknown placeholder {{{name}}} in {source!r}")
+        return str(values[name])
+
+    return _expand(text, lookup)
+
+
+def substitute_all(args: Iterable[str], values: Mapping[str, object]) -> list[str]:
+    """Fill the placeholders of every argument."""
+    return [substitute(a, values) for a in args]

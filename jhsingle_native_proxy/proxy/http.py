@@ -1,0 +1,332 @@
+"""Streaming HTTP reverse proxy to the app.
+
+Request bodies go to the app chunk by chunk as tornado reads them (`data_received` is awaited, so
+a slow app slows the client down instead of filling memory), and responses come back chunk by
+chunk, each flushed to the client before the next is read. Nothing is buffered whole, so bodies
+of any size pass, and server-sent events or progressive output arrive as the app writes them.
+
+Connections to the app come from one pooled aiohttp session (keep-alive), not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+from tornado import iostream, web
+from yarl import URL
+
+from .. import pages
+from ..base import RESERVED, BaseHandler
+from ..supervisor import AppState
+from . import headers as h
+
+log = logging.getLogger("jhsingle_native_proxy")
+
+# Methods with a meaning in HTTP and WebDAV; tornado refuses others with 405 before we see them.
+PROXIED_METHODS = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "PATCH",
+    "OPTIONS",
+    "TRACE",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "REPORT",
+    "SEARCH",
+    "MKCALENDAR",
+)
+# No cap on request bodies: they stream, so their size costs no memory.
+UNLIMITED_BODY = 1 << 62
+BODY_QUEUE_CHUNKS = 4
+
+
+class BodyPipe:
+    """Carries request body chunks from tornado to aiohttp with a small bounded queue.
+
+    `put` waits while the queue is full (backpressure towards the client). If the app stops
+    reading (it answered early, or the connection broke), the pipe is abandoned and further
+    chunks are dropped instead of waiting forever.
+    """
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(BODY_QUEUE_CHUNKS)
+        self._abandoned = asyncio.Event()
+
+    async def put(self, chunk: bytes) -> None:
+        if self._abandoned.is_set():
+            return
+        put = asyncio.ensure_future(self._queue.put(chunk))
+        abandoned = asyncio.ensure_future(self._abandoned.wait())
+        try:
+            await asyncio.wait({put, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
+            abandoned.cancel()
+
+    def close(self) -> None:
+        """The body is complete."""
+        if not self._abandoned.is_set():
+            try:
+                self._queue.put_nowait(None)
+            except asyncio.QueueFull:
+                asyncio.ensure_future(self.put_end())
+
+    async def put_end(self) -> None:
+        if not self._abandoned.is_set():
+            await self.put(None)  # type: ignore[arg-type]
+
+    def abandon(self) -> None:
+        self._abandoned.set()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                chunk = await self._queue.get()
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            self._abandoned.set()
+
+
+def _has_body(request) -> bool:
+    headers = request.headers
+    if "Transfer-Encoding" in headers:
+        return True
+    try:
+        return int(headers.get("Content-Length", "0")) > 0
+    except ValueError:
+        return False
+
+
+class UpstreamError(Exception):
+    """The app could not be reached or did not answer in time; `status` says which (502/504)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def new_app_session() -> aiohttp.ClientSession:
+    """The pooled client to the app.
+
+    - no cookie jar: cookies the app sets belong to the browser, never to the next request;
+    - no decompression: Content-Encoding passes through untouched;
+    - no connection limit: long-lived streams must not starve other requests;
+    - large header limits: apps set big cookies.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, force_close=False),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        max_line_size=65536,
+        max_field_size=65536,
+        max_headers=512,
+        read_bufsize=2**18,
+    )
+
+
+async def relay_response(
+    handler: web.RequestHandler,
+    response: aiohttp.ClientResponse,
+    base_url: str,
+    app_port: int | None,
+) -> None:
+    """Write the app's status, headers and body to the client as they come."""
+    handler.set_status(response.status, response.reason or None)
+    for name in ("Content-Type", "Server", "Date"):
+        handler.clear_header(name)
+    connection = response.headers.getall("Connection", [])
+    for name, value in h.response_headers_for_client(response.headers.items(), connection):
+        if name.lower() == "location":
+            value = h.rewrite_location(value, base_url, app_port)
+        handler.add_header(name, value)
+    no_body = (
+        handler.request.method == "HEAD"
+        or response.status in (204, 304)
+        or (100 <= response.status < 200)
+    )
+    if no_body:
+        response.release()
+        handler.finish()
+        return
+    try:
+        # Send the headers at once: an SSE stream may not produce its first event for a while.
+        await handler.flush()
+        async for chunk in response.content.iter_any():
+            handler.write(chunk)
+            await handler.flush()
+    except iostream.StreamClosedError:
+        # The client went away; stop reading from the app.
+        response.close()
+        return
+    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        # The app broke off mid-response. The status line is gone already, so the only honest
+        # signal left is to cut the connection (no final chunk: the client sees a truncation).
+        log.warning("The app broke off the response to %s: %s", handler.request.uri, e)
+        response.close()
+        with contextlib.suppress(Exception):
+            handler.request.connection.close()
+        return
+    handler.finish()
+
+
+@web.stream_request_body
+class ProxyHandler(BaseHandler):
+    """Everything under the prefix that is not ours goes to the app through here."""
+
+    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+
+    _body: BodyPipe | None = None
+    _upstream: asyncio.Task | None = None
+    _app_port: int | None = None
+
+    async def prepare(self) -> None:
+        # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        if not await self.wait_for_app():
+            return
+        self.open_upstream()
+
+    async def wait_for_app(self) -> bool:
+        """Make sure the app runs before anything is sent to it; answer the client otherwise.
+
+        A browser asking for a page while the app starts gets the loading page at once; any other
+        client waits up to --ready-timeout. A failed app shows why, and the next request retries.
+        """
+        services = self.services
+        supervisor = services.supervisor
+        settings = services.settings
+        supervisor.request_arrived(self.request.host)
+        if supervisor.state is AppState.READY:
+            return True
+        browser = self.request.method == "GET" and self.wants_html()
+        if supervisor.state is not AppState.FAILED:
+            # A short wait spares a browser the loading page when the app is nearly there.
+            wait = min(1.0, settings.ready_timeout) if browser else settings.ready_timeout
+            if await supervisor.wait_ready(wait):
+                return True
+        if supervisor.state is AppState.FAILED and supervisor.failure is not None:
+            failure = supervisor.failure
+            retry_in = None
+            if failure.retry_at is not None:
+                retry_in = max(0.0, failure.retry_at - time.monotonic())
+            if browser:
+                self.send_page(
+                    503,
+                    pages.app_failed_page(failure.reason, failure.output, retry_in),
+                    retry_after=retry_in or 1,
+                )
+            else:
+                self.send_error_page(503, f"the app {failure.reason}", retry_after=retry_in or 1)
+            return False
+        if browser:
+            status_url = f"{settings.base_url}/{RESERVED}status"
+            self.send_page(503, pages.loading_page(status_url), retry_after=1)
+        else:
+            self.send_error_page(
+                503,
+                f"the app is not ready yet (waited {settings.ready_timeout:g} s)",
+                retry_after=1,
+            )
+        return False
+
+    def target_url(self) -> str:
+        """The app's URL for this request: the raw path after the prefix, query byte for byte."""
+        settings = self.services.settings
+        uri = self.request.uri or "/"
+        path, sep, query = uri.partition("?")
+        rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        query = h.strip_query_arg(query)
+        return f"http://127.0.0.1:{self._app_port}{rest}{'?' + query if query else ''}"
+
+    def open_upstream(self) -> None:
+        services = self.services
+        request = self.request
+        self._app_port = services.supervisor.port
+        headers = h.request_headers_for_app(
+            request.headers.get_all(),
+            request.headers.get_list("Connection"),
+            client_ip=request.remote_ip or "",
+            protocol=request.protocol,
+            host=request.host,
+            prefix=services.settings.base_url or "/",
+        )
+        present = {h.canonical_name(n) for n, _ in headers}
+        skip = frozenset(
+            name
+            for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+            if h.canonical_name(name) not in present
+        )
+        self._body = BodyPipe() if _has_body(request) else None
+        self._upstream = asyncio.ensure_future(
+            services.app_session.request(
+                request.method,
+                URL(self.target_url(), encoded=True),
+                headers=headers,
+                data=self._body.chunks() if self._body is not None else None,
+                allow_redirects=False,
+                skip_auto_headers=skip,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=services.settings.request_timeout
+                ),
+            )
+        )
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._body is not None:
+            await self._body.put(chunk)
+
+    def on_connection_close(self) -> None:
+        if self._body is not None:
+            self._body.abandon()
+        if self._upstream is not None and not self._upstream.done():
+            self._upstream.cancel()
+
+    async def proxy(self, *args: str) -> None:
+        """Called once the whole request body has been read: relay the app's answer."""
+        if self._body is not None:
+            await self._body.put_end()
+        assert self._upstream is not None
+        settings = self.services.settings
+        try:
+            response = await asyncio.wait_for(
+                asyncio.shield(self._upstream), settings.request_timeout
+            )
+        except asyncio.TimeoutError:
+            self._upstream.cancel()
+            self.send_error_page(
+                504, f"the app did not answer within {settings.request_timeout:g} seconds"
+            )
+            return
+        except asyncio.CancelledError:
+            raise
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
+            log.warning("The app refused %s %s: %s", self.request.method, self.request.uri, e)
+            self.send_error_page(502, "the app refused the connection; it may be restarting")
+            return
+        except (aiohttp.ClientError, OSError) as e:
+            log.warning("The app failed %s %s: %s", self.request.method, self.request.uri, e)
+            self.send_error_page(502, "the app closed the connection without an answer")
+            return
+        await relay_response(self, response, settings.base_url, self._app_port)
+
+
+for _method in PROXIED_METHODS:
+    setattr(ProxyHandler, _method.lower(), ProxyHandler.proxy)

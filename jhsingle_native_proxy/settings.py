@@ -1,0 +1,156 @@
+"""All configuration in one frozen object, built once from the command line and the environment.
+
+Nothing else in the package reads `os.environ`: the `Settings` object is handed to whatever needs
+it, which keeps tests honest (a test builds Settings, not an environment) and keeps the rules for
+defaults (for example "JUPYTERHUB_SERVICE_URL gives the listen address unless --ip/--port say
+otherwise") in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+from . import command as command_templates
+
+DEFAULT_IP = "127.0.0.1"
+DEFAULT_PORT = 8888
+
+
+class SettingsError(ValueError):
+    """The options and environment do not make a usable configuration."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the proxy was asked to do. Times are in seconds."""
+
+    command: tuple[str, ...]
+    ip: str = DEFAULT_IP
+    port: int = DEFAULT_PORT
+    destport: int = 0
+    prefix: str = "/"
+    presentation_path: str = ""
+    debug: bool = False
+    logs: bool = True
+    authtype: str = "oauth"
+    request_timeout: float = 300.0
+    last_activity_interval: float = 300.0
+    force_alive: bool = False
+    ready_check_path: str = "/"
+    ready_timeout: float = 10.0
+    repo: str = ""
+    repobranch: str = ""
+    repofolder: str = ""
+    conda_env: str = ""
+    allow_root: bool = False
+    allow_origin: str = ""
+    forward_user_info: bool = False
+    query_user_info: bool = False
+    progressive: bool = False
+    websocket_max_message_size: int | None = None
+    aiohttp_no_ssl_connector: bool = False
+    aiohttp_request_timeout: float | None = None
+    working_dir: str = ""
+    shutdown_grace: float = 5.0
+    # Names of jupyterhub-singleuser flags we were given but have no use for (warned about once).
+    ignored_flags: tuple[str, ...] = ()
+    # The environment the proxy was started with; the app inherits it.
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def base_url(self) -> str:
+        """The prefix without its trailing slash: '' at the root, '/user/alice' under a hub."""
+        return self.prefix.rstrip("/")
+
+    @property
+    def placeholders(self) -> set[str]:
+        return command_templates.placeholders(self.command)
+
+    @property
+    def starts_at_first_request(self) -> bool:
+        """A command using {origin_host} can only be built once a request has told us the host."""
+        return "origin_host" in self.placeholders
+
+    @property
+    def presentation_basename(self) -> str:
+        return os.path.basename(self.presentation_path) if self.presentation_path else ""
+
+    @property
+    def presentation_dirname(self) -> str:
+        return os.path.dirname(self.presentation_path) if self.presentation_path else ""
+
+
+def _normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip() or "/"
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    if not prefix.endswith("/"):
+        prefix += "/"
+    return prefix
+
+
+def listen_address(ip: str | None, port: int | None, environ: Mapping[str, str]) -> tuple[str, int]:
+    """Where to listen: explicit options first, then JUPYTERHUB_SERVICE_URL, then 127.0.0.1:8888.
+
+    JupyterHub 2+ tells a single-user server where to listen only through JUPYTERHUB_SERVICE_URL
+    (host and port), no longer with --ip/--port arguments.
+    """
+    url_host, url_port = None, None
+    service_url = environ.get("JUPYTERHUB_SERVICE_URL", "")
+    if service_url:
+        try:
+            parts = urlsplit(service_url)
+            url_host, url_port = parts.hostname, parts.port
+        except ValueError as e:
+            raise SettingsError(f"JUPYTERHUB_SERVICE_URL={service_url!r} is not a URL: {e}") from e
+    return (
+        ip if ip is not None else (url_host or DEFAULT_IP),
+        port if port is not None else (url_port or DEFAULT_PORT),
+    )
+
+
+def build_settings(
+    options: Mapping[str, object], command: list[str], environ: Mapping[str, str]
+) -> Settings:
+    """Validate the parsed options and the environment into one Settings object."""
+    if not command:
+        raise SettingsError(
+            "no command given: put the app's command after the options, e.g. "
+            "jhsingle-native-proxy -- python3 -m http.server {port}"
+        )
+    try:
+        command_templates.placeholders(command)
+    except command_templates.TemplateError as e:
+        raise SettingsError(str(e)) from e
+
+    ip, port = listen_address(options.get("ip"), options.get("port"), environ)
+    presentation_path = str(options.get("presentation_path") or "")
+    if presentation_path:
+        presentation_path = os.path.abspath(presentation_path)
+    working_dir = str(options.get("working_dir") or "")
+    if working_dir:
+        working_dir = os.path.abspath(os.path.expanduser(working_dir))
+        if not os.path.isdir(working_dir):
+            raise SettingsError(f"--notebook-dir {working_dir!r} is not a directory")
+
+    ready_check_path = str(options.get("ready_check_path") or "/")
+    if not ready_check_path.startswith("/"):
+        ready_check_path = "/" + ready_check_path
+
+    values = dict(options)
+    values.update(
+        command=tuple(command),
+        ip=ip,
+        port=port,
+        prefix=_normalise_prefix(environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
+        presentation_path=presentation_path,
+        working_dir=working_dir,
+        ready_check_path=ready_check_path,
+        environ=MappingProxyType(dict(environ)),
+    )
+    known = set(Settings.__dataclass_fields__)
+    return Settings(**{k: v for k, v in values.items() if k in known and v is not None})

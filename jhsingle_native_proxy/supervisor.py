@@ -1,0 +1,430 @@
+"""The app's life: start it, know when it is ready, restart it when it ends, and end it for good.
+
+Guarantees:
+- The app starts in its own session (and so its own process group); stopping sends SIGTERM to the
+  whole group, waits `shutdown_grace` seconds, then SIGKILLs what is left. `sh -c 'app & wait'` and
+  apps that ignore SIGTERM leave nothing behind. On Linux the app also gets SIGKILL if the proxy
+  itself dies without a chance to clean up (PR_SET_PDEATHSIG).
+- Ready means: any HTTP response at `ready_check_path` within `ready_timeout`. An app that is not
+  ready in time is killed and reported as failed; the next request starts it again.
+- An app that exits, with status 0 or not, is restarted after an exponential backoff (so a crash
+  loop cannot spin), and must become ready again.
+- The app's stdout and stderr are read continuously through pipes of our own, for every instance,
+  so a chatty app never blocks on a full pipe; huge lines are cut, and the last lines are kept for
+  the error page.
+
+simpervisor starts and reaps each instance. Its own restart-on-crash is switched off: it restarts
+at once with the same arguments, while we need a backoff and, with `--destport 0`, a fresh port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import aiohttp
+from simpervisor import SupervisedProcess, atexitasync
+
+from .command import substitute_all
+from .settings import Settings
+
+log = logging.getLogger("jhsingle_native_proxy")
+app_log = logging.getLogger("jhsingle_native_proxy.app")
+
+# simpervisor installs process-wide SIGTERM/SIGINT handlers that forward the signal to the child
+# and call sys.exit() from inside the handler. The server owns shutdown (stop accepting, end the
+# whole process group with a grace period, then exit), so those handlers must never be installed.
+atexitasync.signal_handler_set = True
+
+OUTPUT_LINES_KEPT = 50
+MAX_LINE_BYTES = 8192
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+# An instance that stayed up this long after becoming ready resets the backoff.
+STABLE_AFTER = 60.0
+
+
+class AppState(enum.Enum):
+    WAITING = "waiting"  # not started yet: the command needs the first request ({origin_host})
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Failure:
+    """Why the app is not running, for the error page and the logs."""
+
+    reason: str
+    output: list[str] = field(default_factory=list)
+    # When an automatic restart is due (monotonic clock), or None if the next request retries.
+    retry_at: float | None = None
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to SIGKILL it if the proxy dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except Exception:  # pragma: no cover - best effort only
+            pass
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with status {code}"
+
+
+class _AppProcess(SupervisedProcess):
+    """One run of the app. Resolves `exited` with the exit status instead of restarting itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def _restart_process_if_needed(self) -> None:
+        code = await self.proc.wait()
+        with contextlib.suppress(ValueError):
+            atexitasync.remove_handler(self._handle_signal)
+        self.running = False
+        if not self.exited.done():
+            self.exited.set_result(code)
+
+
+class OutputPump:
+    """Reads one of the app's pipes until EOF, logging line by line and keeping the last lines."""
+
+    def __init__(self, name: str, tail: deque[str], enabled: bool):
+        self.name = name
+        self.tail = tail
+        self.enabled = enabled
+
+    async def run(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**20)
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        pending = b""
+        skipping = False  # inside a line that was already cut
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                lines = pending.split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    if skipping:
+                        skipping = False
+                        continue
+                    self._line(line)
+                if len(pending) > MAX_LINE_BYTES:
+                    if not skipping:
+                        self._line(pending[:MAX_LINE_BYTES], cut=True)
+                    skipping = True
+                    pending = b""
+            if pending and not skipping:
+                self._line(pending)
+        finally:
+            transport.close()
+
+    def _line(self, raw: bytes, cut: bool = False) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if cut:
+            text += " [... line cut]"
+        self.tail.append(text)
+        if self.enabled:
+            app_log.info("%s| %s", self.name, text)
+
+
+class AppSupervisor:
+    """Keeps the app running and tells the proxy where it is and whether it is ready."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession):
+        self.settings = settings
+        self.session = session
+        self.state = AppState.WAITING
+        self.failure: Failure | None = None
+        self.port: int | None = None
+        self.pid: int | None = None
+        self.origin_host: str | None = None
+        self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        self._changed = asyncio.Event()
+        self._kick = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self._process: _AppProcess | None = None
+
+    # -- what the proxy asks ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the lifecycle at launch (unless the command waits for the first request)."""
+        if not self.settings.starts_at_first_request:
+            self._ensure_task()
+
+    def request_arrived(self, host: str) -> None:
+        """A request wants the app: start it if it waits for one, retry it if it failed."""
+        if self.origin_host is None:
+            self.origin_host = host
+        if self._task is None:
+            self._ensure_task()
+        elif self.state is AppState.FAILED and self.failure and self.failure.retry_at is None:
+            self._kick.set()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the app is ready (True), or it failed or `timeout` passed (False)."""
+        deadline = time.monotonic() + timeout
+        while self.state not in (AppState.READY, AppState.FAILED, AppState.STOPPED):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        return self.state is AppState.READY
+
+    async def stop(self) -> None:
+        """End the app and everything it started; no restart after this."""
+        self._stopping = True
+        self._kick.set()
+        if self._process is not None and self._process.pid:
+            await self._end_group(self._process)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._set_state(AppState.STOPPED)
+
+    # -- the lifecycle --------------------------------------------------------------------------
+
+    def _ensure_task(self) -> None:
+        if self._task is None:
+            self._set_state(AppState.STARTING)
+            self._task = asyncio.create_task(self._lifecycle())
+
+    def _set_state(self, state: AppState) -> None:
+        self.state = state
+        # Wake every waiter, then give later waiters a fresh event.
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _lifecycle(self) -> None:
+        restarts = 0
+        while not self._stopping:
+            self._set_state(AppState.STARTING)
+            failure, up_for = await self._run_once()
+            if self._stopping:
+                break
+            if failure.retry_at is None:
+                # Failed to start or never ready: wait for a request before trying again.
+                self.failure = failure
+                self._set_state(AppState.FAILED)
+                self._kick.clear()
+                await self._kick.wait()
+                restarts = 0
+                continue
+            if up_for >= STABLE_AFTER:
+                restarts = 0
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**restarts)
+            restarts += 1
+            failure.retry_at = time.monotonic() + delay
+            self.failure = failure
+            self._set_state(AppState.FAILED)
+            log.warning("Restarting the app in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    def _substitutions(self, port: int) -> dict[str, object]:
+        s = self.settings
+        return {
+            "port": port,
+            "base_url": s.base_url,
+            "unix_socket": "",
+            "presentation_path": s.presentation_path,
+            "presentation_basename": s.presentation_basename,
+            "presentation_dirname": s.presentation_dirname,
+            "origin_host": self.origin_host or "",
+            "repofolder": s.repofolder,
+        }
+
+    async def _run_once(self) -> tuple[Failure, float]:
+        """Start one instance and return why it ended and how long it was ready for."""
+        s = self.settings
+        port = s.destport or free_port()
+        argv = substitute_all(s.command, self._substitutions(port))
+        self.output.clear()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        process = _AppProcess(
+            "app",
+            *argv,
+            always_restart=False,
+            log=logging.getLogger("jhsingle_native_proxy.simpervisor"),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            cwd=s.working_dir or None,
+            env=dict(s.environ),
+        )
+        log.info("Starting the app on port %d: %s", port, " ".join(argv))
+        try:
+            await process.start()
+        except OSError as e:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            reason = f"could not be started: {e.strerror or e}"
+            if isinstance(e, FileNotFoundError):
+                reason = f"could not be started: command not found: {argv[0]}"
+            log.error("The app %s", reason)
+            return Failure(reason, []), 0.0
+        finally:
+            # The child holds its copies of the write ends; ours must go so EOF can arrive.
+            for fd in (out_w, err_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._process = process
+        self.pid = process.pid
+        self.port = port
+        pumps = [
+            asyncio.create_task(
+                OutputPump(f"app[{process.pid}] out", self.output, s.logs).run(out_r)
+            ),
+            asyncio.create_task(
+                OutputPump(f"app[{process.pid}] err", self.output, s.logs).run(err_r)
+            ),
+        ]
+        try:
+            ready = await self._wait_until_ready(process, port)
+            if ready:
+                ready_at = time.monotonic()
+                log.info("The app is ready on port %d (pid %d)", port, process.pid)
+                self.failure = None
+                self._set_state(AppState.READY)
+                code = await asyncio.shield(process.exited)
+                up_for = time.monotonic() - ready_at
+                reason = describe_exit(code)
+                retry = True
+            elif process.exited.done():
+                reason, up_for, retry = describe_exit(process.exited.result()), 0.0, True
+            else:
+                reason = (
+                    f"did not answer HTTP at {s.ready_check_path} within "
+                    f"{s.ready_timeout:g} seconds"
+                )
+                up_for, retry = 0.0, False
+            if not self._stopping:
+                log.error("The app %s", reason)
+            # Leftover members of the group (an `sh -c` app's children) must not hold the port.
+            await self._end_group(process)
+            await asyncio.wait(pumps, timeout=2)
+            failure = Failure(reason, list(self.output), retry_at=0.0 if retry else None)
+            return failure, up_for
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            self.port = None
+
+    async def _wait_until_ready(self, process: _AppProcess, port: int) -> bool:
+        deadline = time.monotonic() + self.settings.ready_timeout
+        url = f"http://127.0.0.1:{port}{self.settings.ready_check_path}"
+        interval = 0.02
+        while not self._stopping and not process.exited.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                async with self.session.get(
+                    url,
+                    allow_redirects=False,
+                    timeout=aiohttp.ClientTimeout(total=min(remaining, 5.0)),
+                ) as response:
+                    await response.release()
+                    return True
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(process.exited),
+                    min(interval, max(deadline - time.monotonic(), 0)),
+                )
+            interval = min(interval * 1.5, 0.5)
+        return False
+
+    async def _end_group(self, process: _AppProcess) -> None:
+        """SIGTERM the app's process group, wait for the grace period, SIGKILL what is left."""
+        pgid = process.pid
+        if not _signal_group(pgid, signal.SIGTERM):
+            return
+        deadline = time.monotonic() + self.settings.shutdown_grace
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            log.warning(
+                "The app did not exit within %gs of SIGTERM; killing it",
+                self.settings.shutdown_grace,
+            )
+        _signal_group(pgid, signal.SIGKILL)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(process.exited), 5)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process of the group lives (zombies of our direct child excepted)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # The group leader may be a zombie we have not reaped yet; look for live members.
+    try:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                return True
+        return False
+    except OSError:
+        return True

@@ -1,0 +1,181 @@
+"""A small real web app for the tests: it shows what it received and streams what it is asked to.
+
+Usage: python echo_app.py PORT [--pidfile FILE] [--delay-start SECONDS] [--exit-after SECONDS]
+
+Routes:
+  /echo            JSON of method, raw uri, headers (as a list of pairs), body length
+  /upload          streams the request body, answers {"bytes": n, "sha256": ...}
+  /download?n=N    streams N bytes (a repeating pattern) in 64 KiB chunks, no Content-Length
+  /sse?n=N&gap=S   server-sent events: N events, S seconds apart
+  /cookies         two Set-Cookie headers
+  /redirect?to=X   302 to X
+  /gzip            a gzip body with Content-Encoding: gzip
+  /slow?s=S        answers after S seconds
+  /exit?code=C     the process exits with status C
+  /ws              websocket echo (text and binary)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import json
+import os
+import sys
+
+from tornado import web, websocket
+from tornado.httpserver import HTTPServer
+
+PATTERN = bytes(range(256)) * 256  # 64 KiB
+
+
+class Echo(web.RequestHandler):
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND")
+
+    def _answer(self, *args):
+        self.set_header("Content-Type", "application/json")
+        self.finish(
+            json.dumps(
+                {
+                    "method": self.request.method,
+                    "uri": self.request.uri,
+                    "headers": list(self.request.headers.get_all()),
+                    "body_length": len(self.request.body or b""),
+                }
+            )
+        )
+
+    get = head = post = put = delete = patch = options = propfind = _answer
+
+
+@web.stream_request_body
+class Upload(web.RequestHandler):
+    def prepare(self):
+        self.request.connection.set_max_body_size(1 << 40)
+        self.count = 0
+        self.digest = hashlib.sha256()
+
+    def data_received(self, chunk):
+        self.count += len(chunk)
+        self.digest.update(chunk)
+
+    def post(self):
+        self.finish(
+            {
+                "bytes": self.count,
+                "sha256": self.digest.hexdigest(),
+                "content_length": self.request.headers.get("Content-Length"),
+                "transfer_encoding": self.request.headers.get("Transfer-Encoding"),
+            }
+        )
+
+    put = post
+
+
+class Download(web.RequestHandler):
+    async def get(self):
+        n = int(self.get_argument("n"))
+        self.set_header("Content-Type", "application/octet-stream")
+        while n > 0:
+            chunk = PATTERN[: min(n, len(PATTERN))]
+            self.write(chunk)
+            await self.flush()
+            n -= len(chunk)
+
+
+class SSE(web.RequestHandler):
+    async def get(self):
+        n = int(self.get_argument("n", "3"))
+        gap = float(self.get_argument("gap", "0.5"))
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("Cache-Control", "no-cache")
+        for i in range(n):
+            self.write(f"data: {i}\n\n")
+            await self.flush()
+            if i < n - 1:
+                await asyncio.sleep(gap)
+
+
+class Cookies(web.RequestHandler):
+    def get(self):
+        self.add_header("Set-Cookie", "a=1; Path=/")
+        self.add_header("Set-Cookie", "b=2; Path=/")
+        self.finish("cookies")
+
+
+class Redirect(web.RequestHandler):
+    def get(self):
+        self.redirect(self.get_argument("to"))
+
+
+class Gzip(web.RequestHandler):
+    def get(self):
+        self.set_header("Content-Encoding", "gzip")
+        self.set_header("Content-Type", "text/plain")
+        self.finish(gzip.compress(b"hello compressed world"))
+
+
+class Slow(web.RequestHandler):
+    async def get(self):
+        await asyncio.sleep(float(self.get_argument("s")))
+        self.finish("slow")
+
+
+class Exit(web.RequestHandler):
+    def get(self):
+        code = int(self.get_argument("code", "1"))
+        self.finish("bye")
+        asyncio.get_running_loop().call_later(0.05, os._exit, code)
+
+
+class WSEcho(websocket.WebSocketHandler):
+    def check_origin(self, origin):
+        return True
+
+    def on_message(self, message):
+        self.write_message(message, binary=isinstance(message, bytes))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--pidfile")
+    parser.add_argument("--delay-start", type=float, default=0)
+    parser.add_argument("--exit-after", type=float, default=0)
+    parser.add_argument("--say", default="")
+    args = parser.parse_args()
+    if args.pidfile:
+        with open(args.pidfile, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    if args.say:
+        print(args.say, flush=True)
+    print(f"echo app argv: {json.dumps(sys.argv[1:])}", flush=True)
+    print(f"echo app cwd: {os.getcwd()}", flush=True)
+    if args.delay_start:
+        await asyncio.sleep(args.delay_start)
+    if args.exit_after:
+        asyncio.get_running_loop().call_later(args.exit_after, os._exit, 0)
+    app = web.Application(
+        [
+            (r"/upload", Upload),
+            (r"/download", Download),
+            (r"/sse", SSE),
+            (r"/cookies", Cookies),
+            (r"/redirect", Redirect),
+            (r"/gzip", Gzip),
+            (r"/slow", Slow),
+            (r"/exit", Exit),
+            (r"/ws", WSEcho),
+            (r"/.*", Echo),
+        ]
+    )
+    server = HTTPServer(app, max_body_size=1 << 40)
+    server.listen(args.port, "127.0.0.1")
+    print(f"echo app listening on {args.port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
