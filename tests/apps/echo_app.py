@@ -12,7 +12,12 @@ Routes:
   /gzip            a gzip body with Content-Encoding: gzip
   /slow?s=S        answers after S seconds
   /exit?code=C     the process exits with status C
+  /gated-sse       event 0 at once, event 1 only after a GET /release
+  /hop             a response carrying hop-by-hop headers
+  /close-listener  stops listening and drops its connections, but keeps running
   /ws              websocket echo (text and binary)
+
+Every request is printed as `app got METHOD URI`, so tests can tell what reached the app.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Echo(web.RequestHandler):
                     "uri": self.request.uri,
                     "headers": list(self.request.headers.get_all()),
                     "body_length": len(self.request.body or b""),
+                    "peer_port": self.request.connection.stream.socket.getpeername()[1],
                 }
             )
         )
@@ -98,6 +104,45 @@ class SSE(web.RequestHandler):
                 await asyncio.sleep(gap)
 
 
+RELEASE = asyncio.Event()
+
+
+class GatedSSE(web.RequestHandler):
+    async def get(self):
+        RELEASE.clear()
+        self.set_header("Content-Type", "text/event-stream")
+        self.write("data: first\n\n")
+        await self.flush()
+        await RELEASE.wait()
+        self.write("data: second\n\n")
+
+
+class Release(web.RequestHandler):
+    def get(self):
+        RELEASE.set()
+        self.finish("released")
+
+
+class Hop(web.RequestHandler):
+    def get(self):
+        self.set_header("Connection", "X-Private")
+        self.set_header("X-Private", "secret")
+        self.set_header("Keep-Alive", "timeout=5")
+        self.set_header("Proxy-Authenticate", "Basic")
+        self.set_header("X-Kept", "yes")
+        self.finish("hop")
+
+
+class CloseListener(web.RequestHandler):
+    async def get(self):
+        self.finish("closing")
+        server = self.application.settings["server"]
+        server.stop()
+        asyncio.get_running_loop().call_later(
+            0.05, asyncio.ensure_future, server.close_all_connections()
+        )
+
+
 class Cookies(web.RequestHandler):
     def get(self):
         self.add_header("Set-Cookie", "a=1; Path=/")
@@ -141,10 +186,11 @@ class WSEcho(websocket.WebSocketHandler):
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
-    parser.add_argument("--pidfile")
+    parser.add_argument("--pidfile", default=os.environ.get("TEST_PIDFILE"))
     parser.add_argument("--delay-start", type=float, default=0)
     parser.add_argument("--exit-after", type=float, default=0)
     parser.add_argument("--say", default="")
+    parser.add_argument("--flood", type=int, default=0, help="MB of output before listening")
     args = parser.parse_args()
     if args.pidfile:
         with open(args.pidfile, "a") as f:
@@ -153,6 +199,14 @@ async def main() -> None:
         print(args.say, flush=True)
     print(f"echo app argv: {json.dumps(sys.argv[1:])}", flush=True)
     print(f"echo app cwd: {os.getcwd()}", flush=True)
+    if args.flood:
+        line = "flood " + "x" * 1000 + "\n"
+        for _ in range(args.flood * 1000):
+            sys.stdout.write(line)
+            sys.stderr.write(line)
+        sys.stdout.write("y" * (2 * 1024 * 1024) + "\n")
+        sys.stdout.flush()
+        print("flood done", flush=True)
     if args.delay_start:
         await asyncio.sleep(args.delay_start)
     if args.exit_after:
@@ -167,11 +221,17 @@ async def main() -> None:
             (r"/gzip", Gzip),
             (r"/slow", Slow),
             (r"/exit", Exit),
+            (r"/gated-sse", GatedSSE),
+            (r"/release", Release),
+            (r"/hop", Hop),
+            (r"/close-listener", CloseListener),
             (r"/ws", WSEcho),
             (r"/.*", Echo),
-        ]
+        ],
+        log_function=lambda h: print(f"app got {h.request.method} {h.request.uri}", flush=True),
     )
     server = HTTPServer(app, max_body_size=1 << 40)
+    app.settings["server"] = server
     server.listen(args.port, "127.0.0.1")
     print(f"echo app listening on {args.port}", flush=True)
     await asyncio.Event().wait()

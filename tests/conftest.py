@@ -1,0 +1,244 @@
+"""Fixtures that run the real CLI in front of real small apps, on 127.0.0.1.
+
+Every process a test starts is ended by the fixture in `finally`, by PID: the proxy with SIGTERM
+(then SIGKILL), and every app instance that wrote itself into the test's pidfile with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+APPS = TESTS / "apps"
+ECHO_APP = str(APPS / "echo_app.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state != b"Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def request(
+    port: int, method: str, path: str, body=None, headers: dict | None = None, timeout: float = 30
+) -> Response:
+    """One HTTP request with the path sent byte for byte as given."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return Response(resp.status, resp.getheaders(), resp.read())
+    finally:
+        conn.close()
+
+
+@dataclass
+class Proxy:
+    """A running `jhsingle-native-proxy` and what the test needs to talk to it."""
+
+    process: subprocess.Popen
+    port: int
+    prefix: str
+    log_path: Path
+    pidfile: Path
+    extra_pids: list[int] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.port}{self.prefix}{path}"
+
+    def get(self, path: str = "", **kw) -> Response:
+        return request(self.port, "GET", self.prefix + path, **kw)
+
+    def request(self, method: str, path: str = "", **kw) -> Response:
+        return request(self.port, method, self.prefix + path, **kw)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def app_pids(self) -> list[int]:
+        if not self.pidfile.exists():
+            return []
+        return [int(x) for x in self.pidfile.read_text().split()]
+
+    def status(self) -> dict:
+        try:
+            return self.get("_jhsnp/status", timeout=5).json()
+        except (OSError, ValueError):
+            return {}
+
+    def wait_listening(self, timeout: float = 20) -> None:
+        def listening():
+            if self.process.poll() is not None:
+                raise AssertionError(f"proxy exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        wait_for(listening, timeout, what="the proxy to listen")
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        self.wait_listening(timeout)
+        wait_for(lambda: self.status().get("state") == "ready", timeout, what="the app to be ready")
+
+    def wait_log(self, text: str, timeout: float = 20, count: int = 1) -> None:
+        wait_for(lambda: self.log().count(text) >= count, timeout, what=f"{text!r} in the log")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def cleanup(self) -> None:
+        try:
+            self.stop()
+        finally:
+            for pid in self.app_pids() + self.extra_pids:
+                kill_pid(pid)
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    """Start the real CLI: `start_proxy(args, app=[...])`; stopped and cleaned up after the test."""
+    started: list[Proxy] = []
+
+    def start(
+        args: list[str] | None = None,
+        app: list[str] | None = None,
+        *,
+        prefix: str = "/user/alice/",
+        env: dict | None = None,
+        wait: str | None = "ready",
+        port: int | None = None,
+        cwd: str | None = None,
+        authtype: str = "none",
+        raw_argv: list[str] | None = None,
+    ) -> Proxy:
+        """`raw_argv`, when given, is the whole command line after the program name."""
+        port = port or free_port()
+        n = len(started)
+        pidfile = tmp_path / f"app-pids-{n}.txt"
+        log_path = tmp_path / f"proxy-{n}.log"
+        if app is None:
+            app = [sys.executable, ECHO_APP, "{port}"]
+        if raw_argv is None:
+            raw_argv = ["--authtype", authtype, "--port", str(port), *(args or []), "--", *app]
+        argv = [sys.executable, "-m", "jhsingle_native_proxy", *raw_argv]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+        environment["JUPYTERHUB_SERVICE_PREFIX"] = prefix
+        environment["TEST_PIDFILE"] = str(pidfile)
+        environment.update(env or {})
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                cwd=cwd or str(tmp_path),
+                stdin=subprocess.DEVNULL,
+            )
+        proxy = Proxy(process, port, prefix, log_path, pidfile)
+        started.append(proxy)
+        if wait == "ready":
+            proxy.wait_ready()
+        elif wait == "listening":
+            proxy.wait_listening()
+        return proxy
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            proxy.cleanup()
+
+
+def run_cli(
+    args: list[str], env: dict | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
+    """Run the CLI to completion (for options that make it exit)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "jhsingle_native_proxy", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def peak_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")

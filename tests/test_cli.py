@@ -1,0 +1,200 @@
+"""The command line, through the real CLI: options, substitutions, singleuser flags, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+
+import pytest
+from conftest import ECHO_APP, free_port, run_cli
+
+OPTIONS_OF_0_8_3 = [
+    "--port",
+    "--destport",
+    "--ip",
+    "--presentation-path",
+    "--debug",
+    "--no-debug",
+    "--logs",
+    "--no-logs",
+    "--authtype",
+    "--request-timeout",
+    "--last-activity-interval",
+    "--force-alive",
+    "--no-force-alive",
+    "--ready-check-path",
+    "--ready-timeout",
+    "--repo",
+    "--repobranch",
+    "--repofolder",
+    "--conda-env",
+    "--allow-root",
+    "--NotebookApp.allow_origin",
+    "--forward-user-info",
+    "--query-user-info",
+    "--progressive",
+    "--websocket-max-message-size",
+    "--aiohttp-no-ssl-connector",
+    "--aiohttp-request-timeout",
+]
+
+
+def app_argv(proxy) -> list[str]:
+    match = re.search(r"echo app argv: (\[.*\])", proxy.log())
+    assert match, proxy.log()
+    return json.loads(match.group(1))
+
+
+def test_version_and_module_entry_point():
+    result = run_cli(["--version"])
+    assert result.returncode == 0
+    assert re.search(r"\d+\.\d+", result.stdout)
+
+
+def test_help_lists_every_option_of_0_8_3():
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    missing = [o for o in OPTIONS_OF_0_8_3 if o not in result.stdout]
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--authtype", "none"], "no command given"),
+        (["--authtype", "none", "--no-such-flag", "--", "true"], "No such option '--no-such-flag'"),
+        (["--authtype", "none", "--", "app", "{prot}"], "unknown placeholder {prot}"),
+        (["--authtype", "none", "--", "app", "{port"], "unbalanced '{'"),
+        (["--authtype", "bogus", "--", "true"], "Invalid value for '--authtype'"),
+        (["--ready-timeout", "soon", "--", "true"], "Invalid value for '--ready-timeout'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_nonzero_exit(args, expected):
+    result = run_cli(args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def test_port_in_use_is_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(
+            [
+                "--authtype",
+                "none",
+                "--port",
+                str(port),
+                "--ip",
+                "127.0.0.1",
+                "--",
+                sys.executable,
+                ECHO_APP,
+                "{port}",
+            ]
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "already in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_substitutions_reach_the_app(start_proxy, tmp_path):
+    (tmp_path / "deck").mkdir()
+    proxy = start_proxy(
+        ["--presentation-path", "deck/Talk.ipynb", "--destport", str(free_port())],
+        app=[
+            sys.executable,
+            ECHO_APP,
+            "{port}",
+            "--say",
+            "{base_url}|{presentation_path}|{presentation_basename}|{presentation_dirname}"
+            "|{{literal}}|{unix_socket}|",
+        ],
+    )
+    argv = app_argv(proxy)
+    said = argv[argv.index("--say") + 1]
+    assert said == (
+        f"/user/alice|{tmp_path}/deck/Talk.ipynb|Talk.ipynb|{tmp_path}/deck|{{literal}}||"
+    )
+    assert argv[0].isdigit()
+
+
+def test_destport_is_used_as_given(start_proxy):
+    port = free_port()
+    proxy = start_proxy(["--destport", str(port)])
+    assert app_argv(proxy)[0] == str(port)
+    assert proxy.get("echo").status == 200
+
+
+def test_inline_dashes_and_options_after_the_command(start_proxy):
+    """0.8.3's style: {--} and {-} spell the app's dashes, our options may follow the command."""
+    port = free_port()
+    proxy = start_proxy(
+        raw_argv=[
+            "--authtype",
+            "none",
+            sys.executable,
+            "{-}u",
+            ECHO_APP,
+            "{port}",
+            "{--}say",
+            "inline",
+            "--port",
+            str(port),
+            "--ip",
+            "127.0.0.1",
+        ],
+        port=port,
+        prefix="/",
+    )
+    assert app_argv(proxy)[1:] == ["--say", "inline"]
+    assert proxy.get("echo").json()["uri"] == "/echo"
+
+
+def test_singleuser_flags_do_not_stop_it(start_proxy, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    proxy = start_proxy(
+        [
+            "--debug",
+            f"--notebook-dir={home}",
+            "--SingleUserNotebookApp.default_url=/lab",
+            "--disable-user-config",
+            "--allow-root",
+        ],
+    )
+    assert proxy.get("echo").status == 200
+    log = proxy.log()
+    assert f"echo app cwd: {home}" in log
+    assert "Ignoring jupyterhub-singleuser option --SingleUserNotebookApp.default_url" in log
+    assert "Ignoring jupyterhub-singleuser option --disable-user-config" in log
+
+
+def test_service_url_gives_the_listen_address(start_proxy):
+    port = free_port()
+    proxy = start_proxy(
+        raw_argv=["--authtype", "none", "--", sys.executable, ECHO_APP, "{port}"],
+        port=port,
+        env={"JUPYTERHUB_SERVICE_URL": f"http://127.0.0.1:{port}/user/alice/"},
+    )
+    assert f"Listening on http://127.0.0.1:{port}/user/alice/" in proxy.log()
+    assert proxy.get("echo").status == 200
+
+
+def test_origin_host_waits_for_the_first_request(start_proxy):
+    proxy = start_proxy(
+        [],
+        app=[sys.executable, ECHO_APP, "{port}", "--say", "host={origin_host}"],
+        wait="listening",
+    )
+    assert "Starting the app" not in proxy.log()
+    response = proxy.get("echo", headers={"Host": "dash.example.org"})
+    assert response.status == 200
+    assert "host=dash.example.org" in proxy.log()
