@@ -6,6 +6,7 @@ Every process a test starts is ended by the fixture in `finally`, by PID: the pr
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -52,10 +53,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def kill_pid(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""HTTP through the proxy: routing under the prefix, byte-exact paths, headers, streaming, errors."""
+"""HTTP through the proxy: prefix routing, byte-exact paths, headers, streaming, errors."""
 
 from __future__ import annotations
 
