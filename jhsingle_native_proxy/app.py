@@ -59,8 +59,8 @@ class StatusHandler(BaseHandler):
     """`{prefix}/_jhsnp/status`: the app's state as JSON, polled by the loading page."""
 
     def get(self) -> None:
+        # Only reports: polling must not restart a failed app (real requests do that).
         supervisor = self.services.supervisor
-        supervisor.request_arrived(self.request.host)
         body: dict[str, object] = {"state": supervisor.state.value}
         if supervisor.state is AppState.FAILED and supervisor.failure is not None:
             body["reason"] = supervisor.failure.reason

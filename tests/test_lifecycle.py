@@ -1,0 +1,212 @@
+"""The app's life under the supervisor: start at launch, readiness, restarts, logs, shutdown."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ECHO_APP, pid_alive, wait_for
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+
+
+def test_app_starts_at_launch_not_at_first_request(start_proxy):
+    proxy = start_proxy(wait="listening")
+    # No request is made: the app must come up on its own.
+    wait_for(lambda: proxy.app_pids(), what="the app's pid")
+    proxy.wait_log("The app is ready")
+    assert "GET" not in proxy.log().split("The app is ready")[0].replace("app got GET /", "")
+
+
+def test_browser_gets_a_loading_page_while_the_app_starts(start_proxy):
+    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "4"],
+                        wait="listening")
+    response = proxy.get("some/page", headers=HTML)
+    assert response.status == 503
+    assert response.header("Retry-After")
+    assert b"Starting the app" in response.body
+    assert b"/user/alice/_jhsnp/status" in response.body
+    assert b"http://" not in response.body and b"https://" not in response.body  # no external assets
+    proxy.wait_ready()
+    assert proxy.get("some/page", headers=HTML).json()["uri"] == "/some/page"
+
+
+def test_api_client_waits_for_the_starting_app(start_proxy):
+    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "2"],
+                        wait="listening")
+    response = proxy.get("echo", headers={"Accept": "application/json"})
+    assert response.status == 200
+    assert response.json()["uri"] == "/echo"
+
+
+def test_api_client_gets_503_with_retry_after_when_the_app_is_not_ready(start_proxy):
+    proxy = start_proxy(["--ready-timeout", "1.5"],
+                        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "60"],
+                        wait="listening")
+    response = proxy.get("echo")
+    assert response.status == 503
+    assert response.header("Retry-After")
+    assert b"Traceback" not in response.body
+
+
+def test_never_ready_app_is_killed_shown_and_retried_by_the_next_request(start_proxy):
+    proxy = start_proxy(
+        ["--ready-timeout", "1.5"],
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "60", "--say", "warming up"],
+        wait="listening",
+    )
+    wait_for(lambda: proxy.status().get("state") == "failed", what="the app to be given up on")
+    first = proxy.app_pids()
+    assert len(first) == 1
+    wait_for(lambda: not pid_alive(first[0]), what="the never-ready app to be killed")
+    page = proxy.get("", headers=HTML)
+    assert page.status == 503
+    assert b"did not answer HTTP at / within 1.5 seconds" in page.body
+    assert b"warming up" in page.body
+    assert b"Try again" in page.body
+    # That request was the "next request": it starts the app again.
+    wait_for(lambda: len(proxy.app_pids()) == 2, what="a second start")
+
+
+def test_app_killed_with_sigkill_is_restarted(start_proxy):
+    proxy = start_proxy()
+    [first] = proxy.app_pids()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len(proxy.app_pids()) == 2, what="a restart")
+    proxy.wait_ready()
+    assert proxy.get("echo").status == 200
+    assert "was killed by SIGKILL" in proxy.log()
+    ports = re.findall(r"Starting the app on port (\d+)", proxy.log())
+    assert len(ports) == 2  # a port picked before each start (--destport 0)
+
+
+def test_app_exiting_with_status_0_is_restarted(start_proxy):
+    proxy = start_proxy()
+    assert proxy.get("exit?code=0").status == 200
+    wait_for(lambda: len(proxy.app_pids()) == 2, what="a restart after exit 0")
+    proxy.wait_ready()
+    assert proxy.get("echo").status == 200
+    assert "exited with status 0" in proxy.log()
+
+
+CRASHER = textwrap.dedent(
+    """
+    import os, sys, time
+    with open(os.environ["TEST_PIDFILE"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    with open(os.environ["TEST_PIDFILE"] + ".times", "a") as f:
+        f.write(f"{time.monotonic()}\\n")
+    print("crasher says hello")
+    print("something went wrong", file=sys.stderr)
+    sys.exit(3)
+    """
+)
+
+
+def test_crashed_app_shows_exit_status_and_its_last_output(start_proxy, tmp_path):
+    crasher = tmp_path / "crasher.py"
+    crasher.write_text(CRASHER)
+    proxy = start_proxy(app=[sys.executable, str(crasher)], wait="listening")
+    wait_for(lambda: proxy.status().get("state") == "failed", what="the crash")
+    page = proxy.get("", headers=HTML)
+    assert page.status == 503
+    assert b"exited with status 3" in page.body
+    assert b"crasher says hello" in page.body
+    assert b"something went wrong" in page.body
+    assert b"restarted in about" in page.body
+    api = proxy.get("data.json")
+    assert api.status == 503 and api.header("Retry-After")
+
+
+def test_crash_loop_backs_off(start_proxy, tmp_path):
+    crasher = tmp_path / "crasher.py"
+    crasher.write_text(CRASHER)
+    proxy = start_proxy(app=[sys.executable, str(crasher)], wait="listening")
+    times_file = proxy.pidfile.with_name(proxy.pidfile.name + ".times")
+    wait_for(lambda: times_file.exists() and len(times_file.read_text().split()) >= 5,
+             timeout=30, what="five starts")
+    times = [float(t) for t in times_file.read_text().split()]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Exponential backoff: each wait longer than the one before, the fourth well over the first.
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4])), gaps
+    assert gaps[3] > 3 * gaps[0], gaps
+
+
+def test_log_flood_after_a_restart_never_blocks_the_app(start_proxy):
+    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--flood", "5"])
+    [first] = proxy.app_pids()
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: len(proxy.app_pids()) == 2, what="a restart")
+    proxy.wait_ready(timeout=60)
+    assert proxy.get("echo").status == 200
+    log = proxy.log()
+    assert log.count("flood done") == 2
+    assert "[... line cut]" in log
+
+
+def test_no_logs_really_silences_the_app(start_proxy):
+    proxy = start_proxy(["--no-logs"],
+                        app=[sys.executable, ECHO_APP, "{port}", "--say", "secret-marker"])
+    assert proxy.get("echo").status == 200
+    proxy.stop()
+    assert "| secret-marker" not in proxy.log()
+    assert "echo app listening" not in proxy.log()
+
+
+def test_app_output_is_logged_with_a_prefix(start_proxy):
+    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--say", "visible-marker"])
+    line = next(x for x in proxy.log().splitlines() if x.endswith("| visible-marker"))
+    assert re.search(r"jhsingle_native_proxy\.app\] app\[\d+\] out\| visible-marker", line)
+
+
+STUBBORN = textwrap.dedent(
+    """
+    import os, signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(os.environ["TEST_PIDFILE"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_leaves_no_orphans(start_proxy, tmp_path, sig):
+    """`sh -c 'app & stubborn & wait'`: the whole group goes, even a child ignoring SIGTERM."""
+    stubborn = tmp_path / "stubborn.py"
+    stubborn.write_text(STUBBORN)
+    sh = shutil.which("sh")
+    proxy = start_proxy(
+        ["--shutdown-grace", "1"],
+        app=[sh, "-c", f"{sys.executable} {ECHO_APP} {{port}} & {sys.executable} {stubborn} & wait"],
+    )
+    wait_for(lambda: len(proxy.app_pids()) == 2, what="both app processes")
+    pids = proxy.app_pids()
+    assert all(pid_alive(p) for p in pids)
+    assert proxy.stop(sig) == 0
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=10, what="no orphans")
+    assert "did not exit within 1s of SIGTERM" in proxy.log()
+
+
+def test_loading_page_moves_on_to_the_app_in_a_browser(start_proxy):
+    """Chromium opens a deep link while the app starts and ends up on the app at that link."""
+    from browser import chromium_page, screenshot
+
+    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "3"],
+                        wait="listening")
+    with chromium_page() as page:
+        page.goto(proxy.url("deep/link?x=1"))
+        assert "Starting the app" in page.inner_text("body")
+        screenshot(page, "loading-page")
+        page.wait_for_function(
+            "document.body && document.body.innerText.includes('/deep/link?x=1')", timeout=20000
+        )
+        assert page.url == proxy.url("deep/link?x=1")
+        screenshot(page, "loading-page-moved-on")
