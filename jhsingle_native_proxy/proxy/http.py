@@ -68,6 +68,11 @@ class BodyPipe:
     async def put(self, chunk: bytes) -> None:
         if self._abandoned.is_set():
             return
+        try:
+            self._queue.put_nowait(chunk)  # the common case: room in the queue, no waiting
+            return
+        except asyncio.QueueFull:
+            pass
         put = asyncio.ensure_future(self._queue.put(chunk))
         abandoned = asyncio.ensure_future(self._abandoned.wait())
         try:
@@ -75,14 +80,6 @@ class BodyPipe:
         finally:
             put.cancel()
             abandoned.cancel()
-
-    def close(self) -> None:
-        """The body is complete."""
-        if not self._abandoned.is_set():
-            try:
-                self._queue.put_nowait(None)
-            except asyncio.QueueFull:
-                asyncio.ensure_future(self.put_end())
 
     async def put_end(self) -> None:
         if not self._abandoned.is_set():
@@ -165,8 +162,10 @@ async def relay_response(
         handler.finish()
         return
     try:
-        # Send the headers at once: an SSE stream may not produce its first event for a while.
-        await handler.flush()
+        if "Content-Length" not in response.headers:
+            # A stream (SSE, progressive output) may take a while to produce its first bytes:
+            # send the headers at once so the client knows the stream is open.
+            await handler.flush()
         async for chunk in response.content.iter_any():
             handler.write(chunk)
             await handler.flush()
