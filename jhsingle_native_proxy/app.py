@@ -11,9 +11,12 @@ import re
 import time
 
 from tornado import web
+from tornado.routing import Rule
 
+from .auth import AuthMixin, OAuthCallbackHandler, cookie_secret
 from .base import RESERVED, BaseHandler, Services
 from .proxy.http import PROXIED_METHODS, ProxyHandler
+from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
 
 access_log = logging.getLogger("jhsingle_native_proxy.access")
@@ -55,10 +58,12 @@ class NotFoundHandler(BaseHandler):
         raise web.HTTPError(404)
 
 
-class StatusHandler(BaseHandler):
+class StatusHandler(AuthMixin, BaseHandler):
     """`{prefix}/_jhsnp/status`: the app's state as JSON, polled by the loading page."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        if not await self.authorize():
+            return
         # Only reports: polling must not restart a failed app (real requests do that).
         supervisor = self.services.supervisor
         body: dict[str, object] = {"state": supervisor.state.value}
@@ -92,8 +97,11 @@ def make_app(services: Services) -> web.Application:
     routes: list[tuple] = []
     if prefix != "/":
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
+    routes.append((escaped + re.escape(RESERVED) + "status", StatusHandler))
+    if services.hub_auth is not None:
+        routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [
-        (escaped + re.escape(RESERVED) + "status", StatusHandler),
+        Rule(WebSocketUpgrade(escaped + ".*"), WebSocketProxyHandler),
         (escaped + ".*", ProxyHandler),
     ]
     if "@" in prefix:
@@ -106,4 +114,9 @@ def make_app(services: Services) -> web.Application:
         # Never serve tracebacks, --debug or not; the log has them.
         serve_traceback=False,
         xsrf_cookies=False,
+        cookie_secret=cookie_secret(services.settings.hub.api_token)
+        if services.hub_auth is not None
+        else None,
+        websocket_ping_interval=30,
+        websocket_ping_timeout=60,
     )

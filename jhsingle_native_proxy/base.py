@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import aiohttp
 import jupyterhub
 from tornado import web
 
 from . import pages
+from .activity import ActivityTracker
 from .settings import Settings
 from .supervisor import AppSupervisor
+
+if TYPE_CHECKING:
+    from jupyterhub.services.auth import HubOAuth
+
+    from .auth import AccessPolicy
 
 # Paths under the prefix that belong to the proxy, not the app. Unusual on purpose.
 RESERVED = "_jhsnp/"
@@ -24,6 +31,12 @@ class Services:
     settings: Settings
     supervisor: AppSupervisor
     app_session: aiohttp.ClientSession
+    activity: ActivityTracker
+    # None with --authtype none.
+    hub_auth: HubOAuth | None = None
+    policy: AccessPolicy | None = None
+    # When the proxy started (monotonic clock): JupyterHub's readiness probe is held from then on.
+    started_at: float = 0.0
 
 
 class BaseHandler(web.RequestHandler):

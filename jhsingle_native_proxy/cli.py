@@ -206,6 +206,14 @@ def _options(f):
         ),
         click.option("--disable-user-config", is_flag=True, default=False, hidden=True),
         click.option(
+            "--hub-probe-timeout",
+            type=click.FloatRange(min=0),
+            default=25,
+            show_default=True,
+            help="Seconds after a start during which JupyterHub's readiness probe hears 'not "
+            "yet' (503) while the app starts; keep it below the hub's Spawner.http_timeout.",
+        ),
+        click.option(
             "--shutdown-grace",
             type=click.FloatRange(min=0),
             default=5,

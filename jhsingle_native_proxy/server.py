@@ -7,12 +7,17 @@ import contextlib
 import errno
 import logging
 import signal
+import ssl
 import sys
+import time
 
+from jupyterhub.utils import make_ssl_context
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from .activity import ActivityReporter, ActivityTracker
 from .app import make_app
+from .auth import AccessPolicy, make_hub_auth
 from .base import Services
 from .proxy.http import UNLIMITED_BODY, new_app_session
 from .settings import Settings
@@ -40,6 +45,30 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(name).setLevel(logging.INFO if settings.debug else logging.WARNING)
 
 
+def ssl_contexts(settings: Settings):
+    """With JupyterHub's internal_ssl: serve HTTPS requiring the hub's client certificates, and
+    present ours when calling the hub. Both are None without it."""
+    hub = settings.hub
+    if not hub.internal_ssl:
+        return None, None
+    try:
+        server = make_ssl_context(
+            hub.ssl_keyfile,
+            hub.ssl_certfile,
+            cafile=hub.ssl_client_ca or None,
+            purpose=ssl.Purpose.CLIENT_AUTH,
+        )
+        client = make_ssl_context(
+            hub.ssl_keyfile,
+            hub.ssl_certfile,
+            cafile=hub.ssl_client_ca or None,
+            purpose=ssl.Purpose.SERVER_AUTH,
+        )
+    except (OSError, ssl.SSLError) as e:
+        raise StartupError(f"cannot use JUPYTERHUB_SSL_* certificates: {e}") from None
+    return server, client
+
+
 def listen(settings: Settings) -> list:
     try:
         return bind_sockets(settings.port, settings.ip)
@@ -58,27 +87,49 @@ async def serve(settings: Settings) -> None:
         log.warning("Ignoring jupyterhub-singleuser option %s: it has no meaning here", flag)
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
+    server_ssl, client_ssl = ssl_contexts(settings)
     sockets = listen(settings)
     session = new_app_session()
     supervisor = AppSupervisor(settings, session)
-    services = Services(settings=settings, supervisor=supervisor, app_session=session)
+    tracker = ActivityTracker()
+    services = Services(
+        settings=settings,
+        supervisor=supervisor,
+        app_session=session,
+        activity=tracker,
+        started_at=time.monotonic(),
+    )
+    if settings.authtype == "oauth":
+        services.hub_auth = make_hub_auth(settings)
+        services.policy = AccessPolicy.from_hub(settings.hub)
+    reporter = ActivityReporter(settings, tracker, client_ssl)
     server = HTTPServer(
         make_app(services),
         max_body_size=UNLIMITED_BODY,
         idle_connection_timeout=3600,
+        ssl_options=server_ssl,
     )
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("Listening on http://%s:%d%s", settings.ip, settings.port, settings.prefix)
+    scheme = "https" if server_ssl else "http"
+    log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
+    if settings.authtype == "none":
+        log.warning(
+            "--authtype none: anyone who can reach %s:%d can use the app",
+            settings.ip,
+            settings.port,
+        )
     supervisor.start()
+    reporter.start()
     try:
         await stop.wait()
         log.info("Shutting down")
     finally:
         server.stop()
+        await reporter.stop()
         await supervisor.stop()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)

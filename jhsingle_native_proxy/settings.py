@@ -8,6 +8,7 @@ otherwise") in one place.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,93 @@ DEFAULT_PORT = 8888
 
 class SettingsError(ValueError):
     """The options and environment do not make a usable configuration."""
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """What JupyterHub tells a single-user server through its JUPYTERHUB_* environment."""
+
+    api_token: str = ""
+    api_url: str = ""
+    client_id: str = ""
+    base_url: str = "/"
+    host: str = ""
+    oauth_callback_url: str = ""
+    # None: the hub did not say (JupyterHub < 2); an empty set would admit nobody by scope.
+    access_scopes: frozenset[str] | None = None
+    activity_url: str = ""
+    server_name: str = ""
+    user: str = ""
+    groups: frozenset[str] = frozenset()
+    anyone: bool = False
+    ssl_keyfile: str = ""
+    ssl_certfile: str = ""
+    ssl_client_ca: str = ""
+    cookie_host_prefix_enabled: bool = False
+    cookie_options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def hub_prefix(self) -> str:
+        return self.base_url.rstrip("/") + "/hub/"
+
+    @property
+    def internal_ssl(self) -> bool:
+        return bool(self.ssl_keyfile and self.ssl_certfile)
+
+    def missing_for_oauth(self) -> list[str]:
+        """The variables --authtype oauth cannot do without."""
+        return [
+            name
+            for name, value in (
+                ("JUPYTERHUB_API_TOKEN", self.api_token),
+                ("JUPYTERHUB_CLIENT_ID", self.client_id),
+                ("JUPYTERHUB_API_URL", self.api_url),
+            )
+            if not value
+        ]
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_settings(environ: Mapping[str, str]) -> HubSettings:
+    """Read the JUPYTERHUB_* variables the hub's spawner sets."""
+    scopes_json = environ.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES")
+    access_scopes = None
+    if scopes_json:
+        try:
+            access_scopes = frozenset(json.loads(scopes_json))
+        except (ValueError, TypeError) as e:
+            raise SettingsError(f"JUPYTERHUB_OAUTH_ACCESS_SCOPES is not a JSON list: {e}") from e
+    cookie_options: dict = {}
+    if environ.get("JUPYTERHUB_COOKIE_OPTIONS"):
+        try:
+            cookie_options = dict(json.loads(environ["JUPYTERHUB_COOKIE_OPTIONS"]))
+        except (ValueError, TypeError) as e:
+            raise SettingsError(f"JUPYTERHUB_COOKIE_OPTIONS is not a JSON object: {e}") from e
+    groups = environ.get("JUPYTERHUB_GROUP", "")
+    return HubSettings(
+        api_token=environ.get("JUPYTERHUB_API_TOKEN", ""),
+        api_url=environ.get("JUPYTERHUB_API_URL", ""),
+        client_id=environ.get("JUPYTERHUB_CLIENT_ID", ""),
+        base_url=environ.get("JUPYTERHUB_BASE_URL", "/") or "/",
+        host=environ.get("JUPYTERHUB_HOST", ""),
+        oauth_callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
+        access_scopes=access_scopes,
+        activity_url=environ.get("JUPYTERHUB_ACTIVITY_URL", ""),
+        server_name=environ.get("JUPYTERHUB_SERVER_NAME", ""),
+        user=environ.get("JUPYTERHUB_USER", ""),
+        groups=frozenset(g.strip() for g in groups.split(",") if g.strip()),
+        anyone=_truthy(environ.get("JUPYTERHUB_ANYONE", "")),
+        ssl_keyfile=environ.get("JUPYTERHUB_SSL_KEYFILE", ""),
+        ssl_certfile=environ.get("JUPYTERHUB_SSL_CERTFILE", ""),
+        ssl_client_ca=environ.get("JUPYTERHUB_SSL_CLIENT_CA", ""),
+        cookie_host_prefix_enabled=_truthy(
+            environ.get("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "")
+        ),
+        cookie_options=MappingProxyType(cookie_options),
+    )
 
 
 @dataclass(frozen=True)
@@ -56,6 +144,8 @@ class Settings:
     aiohttp_request_timeout: float | None = None
     working_dir: str = ""
     shutdown_grace: float = 5.0
+    hub_probe_timeout: float = 25.0
+    hub: HubSettings = field(default_factory=HubSettings)
     # Names of jupyterhub-singleuser flags we were given but have no use for (warned about once).
     ignored_flags: tuple[str, ...] = ()
     # The environment the proxy was started with; the app inherits it.
@@ -141,6 +231,14 @@ def build_settings(
     if not ready_check_path.startswith("/"):
         ready_check_path = "/" + ready_check_path
 
+    hub = hub_settings(environ)
+    if options.get("authtype", "oauth") == "oauth" and hub.missing_for_oauth():
+        raise SettingsError(
+            "--authtype oauth needs the hub's settings, and these are not set: "
+            + ", ".join(hub.missing_for_oauth())
+            + " (start it from JupyterHub, or use --authtype none)"
+        )
+
     values = dict(options)
     values.update(
         command=tuple(command),
@@ -151,6 +249,7 @@ def build_settings(
         working_dir=working_dir,
         ready_check_path=ready_check_path,
         environ=MappingProxyType(dict(environ)),
+        hub=hub,
     )
     known = set(Settings.__dataclass_fields__)
     return Settings(**{k: v for k, v in values.items() if k in known and v is not None})

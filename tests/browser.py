@@ -1,4 +1,4 @@
-"""Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, for tests a person would see.
+"""Headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, for what a person sees.
 
 Playwright never downloads a browser here: it drives the system's Chromium.
 """

@@ -10,7 +10,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import ECHO_APP, pid_alive, wait_for
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -25,30 +24,36 @@ def test_app_starts_at_launch_not_at_first_request(start_proxy):
 
 
 def test_browser_gets_a_loading_page_while_the_app_starts(start_proxy):
-    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "4"],
-                        wait="listening")
+    proxy = start_proxy(
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "4"], wait="listening"
+    )
     response = proxy.get("some/page", headers=HTML)
     assert response.status == 503
     assert response.header("Retry-After")
     assert b"Starting the app" in response.body
     assert b"/user/alice/_jhsnp/status" in response.body
-    assert b"http://" not in response.body and b"https://" not in response.body  # no external assets
+    assert (
+        b"http://" not in response.body and b"https://" not in response.body
+    )  # no external assets
     proxy.wait_ready()
     assert proxy.get("some/page", headers=HTML).json()["uri"] == "/some/page"
 
 
 def test_api_client_waits_for_the_starting_app(start_proxy):
-    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "2"],
-                        wait="listening")
+    proxy = start_proxy(
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "2"], wait="listening"
+    )
     response = proxy.get("echo", headers={"Accept": "application/json"})
     assert response.status == 200
     assert response.json()["uri"] == "/echo"
 
 
 def test_api_client_gets_503_with_retry_after_when_the_app_is_not_ready(start_proxy):
-    proxy = start_proxy(["--ready-timeout", "1.5"],
-                        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "60"],
-                        wait="listening")
+    proxy = start_proxy(
+        ["--ready-timeout", "1.5"],
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "60"],
+        wait="listening",
+    )
     response = proxy.get("echo")
     assert response.status == 503
     assert response.header("Retry-After")
@@ -129,12 +134,15 @@ def test_crash_loop_backs_off(start_proxy, tmp_path):
     crasher.write_text(CRASHER)
     proxy = start_proxy(app=[sys.executable, str(crasher)], wait="listening")
     times_file = proxy.pidfile.with_name(proxy.pidfile.name + ".times")
-    wait_for(lambda: times_file.exists() and len(times_file.read_text().split()) >= 5,
-             timeout=30, what="five starts")
+    wait_for(
+        lambda: times_file.exists() and len(times_file.read_text().split()) >= 5,
+        timeout=30,
+        what="five starts",
+    )
     times = [float(t) for t in times_file.read_text().split()]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     # Exponential backoff: each wait longer than the one before, the fourth well over the first.
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4])), gaps
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4], strict=False)), gaps
     assert gaps[3] > 3 * gaps[0], gaps
 
 
@@ -151,8 +159,9 @@ def test_log_flood_after_a_restart_never_blocks_the_app(start_proxy):
 
 
 def test_no_logs_really_silences_the_app(start_proxy):
-    proxy = start_proxy(["--no-logs"],
-                        app=[sys.executable, ECHO_APP, "{port}", "--say", "secret-marker"])
+    proxy = start_proxy(
+        ["--no-logs"], app=[sys.executable, ECHO_APP, "{port}", "--say", "secret-marker"]
+    )
     assert proxy.get("echo").status == 200
     proxy.stop()
     assert "| secret-marker" not in proxy.log()
@@ -185,7 +194,11 @@ def test_shutdown_leaves_no_orphans(start_proxy, tmp_path, sig):
     sh = shutil.which("sh")
     proxy = start_proxy(
         ["--shutdown-grace", "1"],
-        app=[sh, "-c", f"{sys.executable} {ECHO_APP} {{port}} & {sys.executable} {stubborn} & wait"],
+        app=[
+            sh,
+            "-c",
+            f"{sys.executable} {ECHO_APP} {{port}} & {sys.executable} {stubborn} & wait",
+        ],
     )
     wait_for(lambda: len(proxy.app_pids()) == 2, what="both app processes")
     pids = proxy.app_pids()
@@ -199,8 +212,9 @@ def test_loading_page_moves_on_to_the_app_in_a_browser(start_proxy):
     """Chromium opens a deep link while the app starts and ends up on the app at that link."""
     from browser import chromium_page, screenshot
 
-    proxy = start_proxy(app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "3"],
-                        wait="listening")
+    proxy = start_proxy(
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "3"], wait="listening"
+    )
     with chromium_page() as page:
         page.goto(proxy.url("deep/link?x=1"))
         assert "Starting the app" in page.inner_text("body")

@@ -24,24 +24,37 @@ def test_placeholders_reject_typos_and_unbalanced_braces(bad):
 
 def test_placeholders_lists_what_a_command_uses():
     assert command.placeholders(["x", "{port}", "{origin_host}:{port}", "{--}y"]) == {
-        "port", "origin_host"
+        "port",
+        "origin_host",
     }
 
 
 def test_singleuser_traits_are_taken_out_and_app_options_kept():
     rest, traits = split_singleuser_traits(
-        ["--SingleUserNotebookApp.default_url=/x", "streamlit", "--server.port", "1",
-         "--ServerApp.root_dir", "/home/a", "--NotebookApp.allow_origin=*"]
+        [
+            "--SingleUserNotebookApp.default_url=/x",
+            "streamlit",
+            "--server.port",
+            "1",
+            "--ServerApp.root_dir",
+            "/home/a",
+            "--NotebookApp.allow_origin=*",
+        ]
     )
     assert rest == ["streamlit", "--server.port", "1", "--NotebookApp.allow_origin=*"]
     assert traits == {"SingleUserNotebookApp.default_url": "/x", "ServerApp.root_dir": "/home/a"}
 
 
 def test_identity_header_is_dropped_in_every_spelling():
-    pairs = [("X-CDSDASHBOARDS-JH-USER", "a"), ("x_cdsdashboards_jh_user", "b"),
-             ("X-Cdsdashboards-Jh_User", "c"), ("Accept", "*/*")]
-    out = h.request_headers_for_app(pairs, [], client_ip="1.2.3.4", protocol="http",
-                                    host="h", prefix="/p")
+    pairs = [
+        ("X-CDSDASHBOARDS-JH-USER", "a"),
+        ("x_cdsdashboards_jh_user", "b"),
+        ("X-Cdsdashboards-Jh_User", "c"),
+        ("Accept", "*/*"),
+    ]
+    out = h.request_headers_for_app(
+        pairs, [], client_ip="1.2.3.4", protocol="http", host="h", prefix="/p"
+    )
     assert [n for n, _ in out if "cdsdashboards" in n.lower().replace("_", "-")] == []
 
 

@@ -85,3 +85,14 @@ def app_failed_page(reason: str, output: list[str], retry_in: float | None) -> s
 def error_page(status: int, title: str, message: str) -> str:
     body = f"<h1>{status}: {html.escape(title)}</h1><p>{html.escape(message)}</p>"
     return _render(f"{status} {title}", body)
+
+
+def not_yours_page(viewer: str, owner: str) -> str:
+    body = (
+        "<h1>403: This server is not yours</h1>"
+        f"<p>You are signed in to JupyterHub as <strong>{html.escape(viewer)}</strong>. "
+        f"This server belongs to <strong>{html.escape(owner)}</strong>, who has not shared it "
+        "with you.</p>"
+        "<p>Ask its owner for access, or go to your own server from the hub's home page.</p>"
+    )
+    return _render("403 This server is not yours", body)

@@ -129,3 +129,28 @@ def rewrite_location(location: str, base_url: str, app_port: int | None) -> str:
                 urlunsplit(("", "", path, parts.query, parts.fragment)), base_url, None
             )
     return location
+
+
+def without_credentials(
+    headers: list[tuple[str, str]], is_credential_cookie, *, drop_authorization: bool
+) -> list[tuple[str, str]]:
+    """Remove the viewer's hub credentials: hub cookies, and the token header if it was one.
+
+    Other cookies (the app's own) stay, in their order and spelling.
+    """
+    out = []
+    for name, value in headers:
+        key = canonical_name(name)
+        if key == "authorization" and drop_authorization:
+            continue
+        if key == "cookie":
+            kept = [
+                part
+                for part in value.split(";")
+                if part.strip() and not is_credential_cookie(part.split("=", 1)[0])
+            ]
+            if not kept:
+                continue
+            value = ";".join(kept).strip()
+        out.append((name, value))
+    return out

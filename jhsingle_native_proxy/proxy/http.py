@@ -15,12 +15,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import aiohttp
 from tornado import iostream, web
 from yarl import URL
 
 from .. import pages
+from ..auth import AuthMixin, is_hub_cookie, user_info
 from ..base import RESERVED, BaseHandler
 from ..supervisor import AppState
 from . import headers as h
@@ -184,24 +186,49 @@ async def relay_response(
     handler.finish()
 
 
-@web.stream_request_body
-class ProxyHandler(BaseHandler):
-    """Everything under the prefix that is not ours goes to the app through here."""
+class AppRequestMixin:
+    """What the HTTP and websocket handlers share: waiting for the app, and the request it gets."""
 
-    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
-
-    _body: BodyPipe | None = None
-    _upstream: asyncio.Task | None = None
     _app_port: int | None = None
 
-    async def prepare(self) -> None:
-        # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
-        if not await self.wait_for_app():
-            return
-        self.open_upstream()
+    def is_hub_probe(self) -> bool:
+        """JupyterHub's readiness poll: a plain GET of the prefix itself, with no credentials."""
+        request = self.request
+        return (
+            request.method == "GET"
+            and (request.path or "") == self.services.settings.prefix
+            and not self.wants_html()
+            and "Authorization" not in request.headers
+            and not any(is_hub_cookie(name) for name in request.cookies)
+        )
 
-    async def wait_for_app(self) -> bool:
+    async def answer_hub_probe(self) -> bool:
+        """Hold JupyterHub's spawn-progress page until the app can answer; True if answered.
+
+        The hub polls the server's URL after spawning and sends the user on at the first answer
+        below 500. While the app starts we answer 503 ("not yet"), but only for
+        --hub-probe-timeout seconds after the proxy started: past that, the hub's own
+        http_timeout (30 s by default) would fail the spawn, so the probe goes through the usual
+        path and the user is sent on, to our loading page, which keeps showing the start.
+        """
+        services = self.services
+        supervisor = services.supervisor
+        if supervisor.state in (AppState.READY, AppState.FAILED):
+            return False
+        remaining = services.settings.hub_probe_timeout - (time.monotonic() - services.started_at)
+        if remaining > 0:
+            if await supervisor.wait_ready(min(remaining, services.settings.ready_timeout)):
+                return False
+            self.send_error_page(503, "the app is starting", retry_after=1)
+            return True
+        if services.hub_auth is None:
+            self.set_status(200)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("the app is starting\n")
+            return True
+        return False
+
+    async def wait_for_app(self, browser: bool | None = None) -> bool:
         """Make sure the app runs before anything is sent to it; answer the client otherwise.
 
         A browser asking for a page while the app starts gets the loading page at once; any other
@@ -212,12 +239,15 @@ class ProxyHandler(BaseHandler):
         settings = services.settings
         supervisor.request_arrived(self.request.host)
         if supervisor.state is AppState.READY:
+            self._app_port = supervisor.port
             return True
-        browser = self.request.method == "GET" and self.wants_html()
+        if browser is None:
+            browser = self.request.method == "GET" and self.wants_html()
         if supervisor.state is not AppState.FAILED:
             # A short wait spares a browser the loading page when the app is nearly there.
             wait = min(1.0, settings.ready_timeout) if browser else settings.ready_timeout
             if await supervisor.wait_ready(wait):
+                self._app_port = supervisor.port
                 return True
         if supervisor.state is AppState.FAILED and supervisor.failure is not None:
             failure = supervisor.failure
@@ -245,28 +275,77 @@ class ProxyHandler(BaseHandler):
         return False
 
     def target_url(self) -> str:
-        """The app's URL for this request: the raw path after the prefix, query byte for byte."""
+        """The app's URL for this request: the raw path after the prefix, query byte for byte.
+
+        The identity query argument is removed in every spelling (and added back by us with
+        --query-user-info); so is the hub token when it came in the URL.
+        """
         settings = self.services.settings
         uri = self.request.uri or "/"
-        path, sep, query = uri.partition("?")
+        path, _, query = uri.partition("?")
         rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
         if not rest.startswith("/"):
             rest = "/" + rest
         query = h.strip_query_arg(query)
+        if self.token_authenticated and self.get_query_argument("token", ""):
+            query = h.strip_query_arg(query, "token")
+        viewer = self.viewer
+        if settings.query_user_info and viewer is not None:
+            extra = h.USER_QUERY_ARG + "=" + quote(user_info(viewer), safe="")
+            query = f"{query}&{extra}" if query else extra
         return f"http://127.0.0.1:{self._app_port}{rest}{'?' + query if query else ''}"
 
-    def open_upstream(self) -> None:
-        services = self.services
+    def app_request_headers(self, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """The client's headers as the app gets them, with our own additions."""
         request = self.request
-        self._app_port = services.supervisor.port
+        settings = self.services.settings
+        pairs = request.headers.get_all()
+        if drop:
+            pairs = [(n, v) for n, v in pairs if h.canonical_name(n) not in drop]
         headers = h.request_headers_for_app(
-            request.headers.get_all(),
+            pairs,
             request.headers.get_list("Connection"),
             client_ip=request.remote_ip or "",
             protocol=request.protocol,
             host=request.host,
-            prefix=services.settings.base_url or "/",
+            prefix=settings.base_url or "/",
         )
+        if self.services.hub_auth is not None:
+            # The viewer's hub credentials are for us, never for the app.
+            headers = h.without_credentials(
+                headers, is_hub_cookie, drop_authorization=self.token_authenticated
+            )
+        if settings.forward_user_info and self.viewer is not None:
+            headers.append((h.USER_HEADER, user_info(self.viewer)))
+        return headers
+
+
+@web.stream_request_body
+class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
+    """Everything under the prefix that is not ours goes to the app through here."""
+
+    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+
+    _body: BodyPipe | None = None
+    _upstream: asyncio.Task | None = None
+
+    async def prepare(self) -> None:
+        # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        if self.is_hub_probe() and await self.answer_hub_probe():
+            return
+        # Nothing reaches the app, and the app is not even started, before this says yes.
+        if not await self.authorize():
+            return
+        if not await self.wait_for_app():
+            return
+        self.services.activity.touch()
+        self.open_upstream()
+
+    def open_upstream(self) -> None:
+        services = self.services
+        request = self.request
+        headers = self.app_request_headers()
         present = {h.canonical_name(n) for n, _ in headers}
         skip = frozenset(
             name
@@ -287,6 +366,8 @@ class ProxyHandler(BaseHandler):
                 ),
             )
         )
+        # Retrieve a failure even if nobody awaits it (the client went away first).
+        self._upstream.add_done_callback(_quiet)
 
     async def data_received(self, chunk: bytes) -> None:
         if self._body is not None:
@@ -324,7 +405,15 @@ class ProxyHandler(BaseHandler):
             log.warning("The app failed %s %s: %s", self.request.method, self.request.uri, e)
             self.send_error_page(502, "the app closed the connection without an answer")
             return
-        await relay_response(self, response, settings.base_url, self._app_port)
+        try:
+            await relay_response(self, response, settings.base_url, self._app_port)
+        finally:
+            self.services.activity.touch()
+
+
+def _quiet(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 for _method in PROXIED_METHODS:

@@ -1,0 +1,272 @@
+"""Who may reach the app: JupyterHub OAuth, the access decision, and cross-site request forgery.
+
+Threat model. The app behind us trusts every request we pass on: it has no login of its own, and
+it may act with the owner's files and credentials. So nothing reaches it — no HTTP request, no
+websocket handshake, not even a start of the app — before the viewer is identified by the hub and
+allowed in. Identification uses jupyterhub.services.auth.HubOAuth (the OAuth dance, its state
+cookie, PKCE where the installed JupyterHub offers it, the token cookie) and, like
+jupyterhub-singleuser, an `Authorization: token|bearer` header. Lookups are asynchronous.
+
+Cross-site request forgery. The owner's browser carries our cookie to every request aimed at this
+server, including ones another site's page makes. Apps post with their own JavaScript and know
+nothing of JupyterHub's `_xsrf` token, so instead we look at what browsers say about where a
+request comes from (see `forgery_reason`). Only cookie-authenticated requests are checked: a
+token header is never attached by a browser on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import check_scopes as hub_check_scopes
+from tornado import web
+
+from . import pages
+from .settings import HubSettings, Settings
+
+log = logging.getLogger("jhsingle_native_proxy")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def cookie_secret(api_token: str) -> bytes:
+    """A cookie-signing secret that survives a restart of the proxy and only this server knows.
+
+    It is derived from the server's own hub API token, which JupyterHub gives this server alone.
+    """
+    return (
+        hmac.new(
+            api_token.encode("utf-8"), b"jhsingle-native-proxy cookie secret v1", hashlib.sha256
+        )
+        .hexdigest()
+        .encode("ascii")
+    )
+
+
+def make_hub_auth(settings: Settings) -> HubOAuth:
+    """HubOAuth configured from Settings only (so from the environment read once, in one place)."""
+    hub = settings.hub
+    kwargs: dict[str, object] = dict(
+        api_token=hub.api_token,
+        api_url=hub.api_url,
+        oauth_client_id=hub.client_id,
+        base_url=settings.prefix,
+        hub_prefix=hub.hub_prefix,
+        hub_host=hub.host,
+        oauth_redirect_uri=hub.oauth_callback_url or settings.prefix + "oauth_callback",
+        access_scopes=set(hub.access_scopes or ()),
+        keyfile=hub.ssl_keyfile,
+        certfile=hub.ssl_certfile,
+        client_ca=hub.ssl_client_ca,
+        cookie_options=dict(hub.cookie_options),
+        cache_max_age=60,
+    )
+    if "cookie_host_prefix_enabled" in HubOAuth.class_trait_names():
+        kwargs["cookie_host_prefix_enabled"] = hub.cookie_host_prefix_enabled
+    return HubOAuth(**kwargs)
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who is allowed in, decided like JupyterHub decides.
+
+    Allowed: anyone the hub identifies when JUPYTERHUB_ANYONE=1; else whoever holds one of the
+    access scopes the hub gave this server (the owner, admins with access, groups granted
+    `access:servers!user=…`, JupyterHub 5 shares); else the user named by JUPYTERHUB_USER or a
+    member of a group in JUPYTERHUB_GROUP (0.8.3's knobs).
+    """
+
+    scopes: frozenset[str] | None
+    user: str = ""
+    groups: frozenset[str] = frozenset()
+    anyone: bool = False
+
+    @classmethod
+    def from_hub(cls, hub: HubSettings) -> AccessPolicy:
+        return cls(scopes=hub.access_scopes, user=hub.user, groups=hub.groups, anyone=hub.anyone)
+
+    def allows(self, model: Mapping) -> bool:
+        if self.anyone:
+            return True
+        if self.scopes and hub_check_scopes(set(self.scopes), set(model.get("scopes") or ())):
+            return True
+        if model.get("kind", "user") != "user":
+            return False
+        if self.user and model.get("name") == self.user:
+            return True
+        return bool(self.groups & set(model.get("groups") or ()))
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return ""
+
+
+def forgery_reason(
+    method: str, headers: Mapping[str, str], prefix: str, *, websocket: bool = False
+) -> str | None:
+    """Why a cookie-authenticated request looks forged, or None if it looks like the app's own.
+
+    - Safe methods (GET, HEAD, OPTIONS, TRACE) pass; websocket handshakes do not count as safe.
+    - `Sec-Fetch-Site: cross-site|same-site` (every current browser sends it) is refused.
+    - An `Origin` other than this server's host, or `null`, is refused.
+    - Where all user servers share one origin, `/user/bob/`'s page is same-origin for
+      `/user/alice/`. A state-changing request must then name a page under our prefix in its
+      `Referer`; a same-origin request without one is refused, as the sender hid where it came
+      from. Websocket handshakes carry no Referer, so on a shared origin they are told apart only
+      by the cookie's path: use subdomains (`c.JupyterHub.subdomain_host`) for full isolation.
+    - A request with neither Origin nor Sec-Fetch-Site does not come from a browser and passes.
+    """
+    if method in SAFE_METHODS and not websocket:
+        return None
+    site = (headers.get("Sec-Fetch-Site") or "").lower()
+    origin = headers.get("Origin")
+    host = (headers.get("Host") or "").lower()
+    if site in ("cross-site", "same-site"):
+        return f"it came from another site (Sec-Fetch-Site: {site})"
+    if origin is not None:
+        if origin == "null":
+            return "it came from a page without an origin"
+        if _host_of(origin) != host:
+            return f"it came from another origin ({origin})"
+    if websocket or (not site and origin is None):
+        return None
+    referer = headers.get("Referer")
+    if not referer:
+        return "it came without a Referer, so the page that sent it is unknown"
+    parts = urlsplit(referer)
+    if parts.netloc.lower() != host or not (parts.path + "/").startswith(prefix):
+        return "it came from a page outside this server"
+    return None
+
+
+def user_info(model: Mapping) -> str:
+    """The viewer as the app gets it in X-CDSDASHBOARDS-JH-USER (0.8.3's JSON shape)."""
+    return json.dumps(
+        {
+            "kind": model.get("kind", "user"),
+            "name": model.get("name"),
+            "admin": bool(model.get("admin", False)),
+            "groups": list(model.get("groups") or []),
+        }
+    )
+
+
+def is_hub_cookie(name: str) -> bool:
+    """The hub's session and token cookies: credentials that the app must never see."""
+    name = name.strip()
+    if name.startswith("__Host-"):
+        name = name[len("__Host-") :]
+    return name.startswith("jupyterhub-")
+
+
+class AuthMixin(HubOAuthenticated):
+    """Authentication and authorisation for our handlers, run before anything reaches the app."""
+
+    viewer: dict | None = None
+
+    @property
+    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+        return self.application.settings["services"].hub_auth
+
+    @hub_auth.setter
+    def hub_auth(self, value) -> None:  # pragma: no cover - set through Services only
+        raise AttributeError("hub_auth comes from Services")
+
+    @property
+    def policy(self) -> AccessPolicy:
+        return self.application.settings["services"].policy
+
+    @property
+    def token_authenticated(self) -> bool:
+        return bool(getattr(self, "_token_authenticated", False))
+
+    async def identify(self) -> dict | None:
+        """The viewer's hub model, or None. Asynchronous: never blocks the event loop."""
+        model = await self.hub_auth.get_user(self, sync=False)
+        allowed = model if model and self.policy.allows(model) else None
+        # HubAuthenticated.get_current_user reads this cache, so `current_user` never blocks.
+        self._hub_auth_user_cache = allowed
+        return model
+
+    async def authorize(self, *, websocket: bool = False) -> bool:
+        """Identify and check the viewer; answer the client and return False if not allowed."""
+        services = self.application.settings["services"]
+        if services.hub_auth is None:  # --authtype none
+            return True
+        try:
+            model = await self.identify()
+        except web.HTTPError as e:
+            log.error("Cannot check the viewer with JupyterHub: %s", e.log_message or e)
+            self.send_error_page(
+                503,
+                "JupyterHub cannot be reached to check who you are; try again shortly.",
+                retry_after=5,
+            )
+            return False
+        if model is None:
+            if self.request.method in ("GET", "HEAD") and not websocket and self.wants_html():
+                self.redirect(self.get_login_url())
+            else:
+                self.set_header("WWW-Authenticate", 'token realm="JupyterHub"')
+                self.send_error_page(401, "Log in to JupyterHub, or send a hub token.")
+            return False
+        if not self.policy.allows(model):
+            owner = services.settings.hub.user or "another user"
+            log.warning(
+                "Refused %s %s: not allowed here", model.get("kind", "user"), model.get("name")
+            )
+            if self.wants_html() and not websocket:
+                self.send_page(403, pages.not_yours_page(str(model.get("name")), owner))
+            else:
+                self.send_error_page(
+                    403, f"{model.get('name')} may not use this server (it belongs to {owner})."
+                )
+            return False
+        if not self.token_authenticated:
+            reason = forgery_reason(
+                self.request.method or "GET",
+                self.request.headers,
+                services.settings.prefix,
+                websocket=websocket,
+            )
+            if reason:
+                log.warning(
+                    "Refused %s %s from %s: %s",
+                    self.request.method,
+                    self.request.uri,
+                    model.get("name"),
+                    reason,
+                )
+                self.send_error_page(403, f"This request was refused because {reason}.")
+                return False
+        self.viewer = model
+        self.hub_auth._persist_url_token_if_set(self)
+        return True
+
+
+class OAuthCallbackHandler(AuthMixin, HubOAuthCallbackHandler):
+    """`{prefix}/oauth_callback`: finishes the OAuth dance and sets the token cookie."""
+
+    async def prepare(self) -> None:
+        # Fill the user cache asynchronously, so the library's `current_user` never blocks.
+        try:
+            await self.identify()
+        except web.HTTPError:
+            self._hub_auth_user_cache = None
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        message = "Logging in through JupyterHub did not work; please try again."
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
+            message = exc.log_message
+        self.send_error_page(status_code, message)

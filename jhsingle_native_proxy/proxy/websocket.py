@@ -1,0 +1,190 @@
+"""Websocket bridge: the client's websocket on one side, the app's on the other.
+
+Order matters. The viewer is authorised first, then the app's websocket is opened, and only then
+is the client's handshake completed, with what the app answered: the subprotocol the *app* chose
+and the cookies it set (Streamlit, for one, relies on both). Messages are relayed in order both
+ways, each direction awaiting the other side's write, so a slow reader slows the writer down
+instead of filling the proxy's memory. Close codes and reasons pass through both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from tornado import websocket
+from tornado.routing import Matcher, PathMatches
+from yarl import URL
+
+from ..auth import AuthMixin
+from ..base import BaseHandler
+from .http import AppRequestMixin
+
+log = logging.getLogger("jhsingle_native_proxy")
+
+# Headers that belong to the websocket handshake itself; aiohttp makes its own.
+HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+DEFAULT_MAX_MESSAGE = 128 * 1024 * 1024
+NORMAL_CLOSURE = 1000
+# Codes a close frame may not carry; stand-ins for "no status" and "abnormal closure".
+RESERVED_CLOSE_CODES = {1005, 1006, 1015}
+
+
+class WebSocketUpgrade(Matcher):
+    """Matches requests under `path_pattern` that ask to become a websocket."""
+
+    def __init__(self, path_pattern: str):
+        self.path = PathMatches(path_pattern)
+
+    def match(self, request):
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return None
+        return self.path.match(request)
+
+    def reverse(self, *args):
+        return None
+
+
+class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.WebSocketHandler):
+    """A websocket under the prefix: authorise, open the app's side, then accept the client."""
+
+    upstream: aiohttp.ClientWebSocketResponse | None = None
+    _pump: asyncio.Task | None = None
+
+    @property
+    def max_message_size(self) -> int | None:  # type: ignore[override]
+        size = self.services.settings.websocket_max_message_size
+        if size is None:
+            return DEFAULT_MAX_MESSAGE
+        return size or None  # 0: no limit beyond memory
+
+    def check_origin(self, origin: str) -> bool:
+        # Origins were checked (with the rest of forgery protection) in `get`, before the app was
+        # contacted; tornado's own rule differs between versions, so it is not consulted.
+        return True
+
+    async def get(self, *args: str) -> None:
+        services = self.services
+        if not await self.authorize(websocket=True):
+            return
+        if not await self.wait_for_app(browser=False):
+            return
+        services.activity.touch()
+        try:
+            self.upstream = await self.connect_upstream()
+        except aiohttp.WSServerHandshakeError as e:
+            log.warning("The app refused the websocket %s: %s", self.request.uri, e.status)
+            self.send_error_page(
+                e.status if 400 <= e.status < 600 else 502, "the app refused the websocket"
+            )
+            return
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            log.warning("Cannot open the app's websocket %s: %s", self.request.uri, e)
+            self.send_error_page(502, "the app's websocket could not be opened")
+            return
+        for cookie in self.upstream._response.headers.getall("Set-Cookie", []):
+            self.add_header("Set-Cookie", cookie)
+        await super().get(*args)
+
+    async def connect_upstream(self) -> aiohttp.ClientWebSocketResponse:
+        services = self.services
+        request = self.request
+        headers = self.app_request_headers(drop=HANDSHAKE)
+        protocols = [
+            p.strip()
+            for value in request.headers.get_list("Sec-WebSocket-Protocol")
+            for p in value.split(",")
+            if p.strip()
+        ]
+        url = self.target_url().replace("http://", "ws://", 1)
+        return await services.app_session.ws_connect(
+            URL(url, encoded=True),
+            headers=headers,
+            protocols=protocols,
+            max_msg_size=self.max_message_size or 0,
+            autoclose=False,
+            autoping=True,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10),
+            compress=0,
+        )
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        chosen = self.upstream.protocol if self.upstream is not None else None
+        return chosen if chosen in subprotocols else None
+
+    def open(self, *args: str) -> None:
+        self._pump = asyncio.ensure_future(self.relay_from_app())
+
+    async def on_message(self, message: str | bytes) -> None:
+        self.services.activity.touch()
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        try:
+            if isinstance(message, bytes):
+                await upstream.send_bytes(message)
+            else:
+                await upstream.send_str(message)
+        except (aiohttp.ClientError, ConnectionError) as e:
+            log.debug("Cannot send to the app's websocket: %s", e)
+            self.close(1011, "the app's websocket broke")
+
+    async def relay_from_app(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        try:
+            async for msg in upstream:
+                self.services.activity.touch()
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    await self.write_message(msg.data)
+                elif msg.type == aiohttp.WSMsgType.BINARY:
+                    await self.write_message(msg.data, binary=True)
+                elif msg.type == aiohttp.WSMsgType.CLOSE:
+                    code = msg.data if msg.data not in RESERVED_CLOSE_CODES else NORMAL_CLOSURE
+                    await upstream.close(code=code)
+                    self.close(code, msg.extra or None)
+                    return
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    code = (
+                        1009
+                        if isinstance(msg.data, aiohttp.WebSocketError) and msg.data.code == 1009
+                        else 1011
+                    )
+                    log.warning("The app's websocket failed: %s", msg.data)
+                    self.close(
+                        code, "message too big" if code == 1009 else "the app's websocket failed"
+                    )
+                    return
+            # The app's side ended without a close frame.
+            self.close(upstream.close_code or 1011, None)
+        except websocket.WebSocketClosedError:
+            await upstream.close()
+
+    def on_close(self) -> None:
+        upstream = self.upstream
+        if upstream is None or upstream.closed:
+            return
+        code = self.close_code
+        if code is None or code in RESERVED_CLOSE_CODES:
+            code = NORMAL_CLOSURE
+        reason = (self.close_reason or "").encode("utf-8")
+        asyncio.ensure_future(self._close_upstream(upstream, code, reason))
+
+    async def _close_upstream(self, upstream, code: int, reason: bytes) -> None:
+        with contextlib.suppress(Exception):
+            await upstream.close(code=code, message=reason)
+        if self._pump is not None:
+            self._pump.cancel()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
