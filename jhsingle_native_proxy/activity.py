@@ -104,7 +104,7 @@ class ActivityReporter:
             ) as response:
                 if response.status < 400:
                     self.reports_sent += 1
-                    log.debug("Reported activity at %s to the hub", isoformat(when))
+                    log.info("Reported activity at %s to the hub", isoformat(when))
                     return True
                 log.warning(
                     "The hub refused the activity report: %d %s",

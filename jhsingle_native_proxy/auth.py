@@ -182,6 +182,11 @@ class AuthMixin(HubOAuthenticated):
     def hub_auth(self, value) -> None:  # pragma: no cover - set through Services only
         raise AttributeError("hub_auth comes from Services")
 
+    def check_xsrf_cookie(self) -> None:
+        # JupyterHub's `_xsrf` check would refuse every cookie-authenticated POST of an app that
+        # has never heard of `_xsrf`. `forgery_reason` takes its place, in `authorize`.
+        return None
+
     @property
     def policy(self) -> AccessPolicy:
         return self.application.settings["services"].policy

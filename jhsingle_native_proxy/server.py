@@ -40,6 +40,11 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if settings.debug else logging.INFO)
+    # JupyterHub's own XSRF helper warns about every non-browser GET; our forgery check
+    # (auth.forgery_reason) replaces that helper, so its warning only adds noise.
+    logging.getLogger("tornado.application").addFilter(
+        lambda record: not str(record.msg).startswith("Skipping XSRF check")
+    )
     # aiohttp and asyncio are chatty at DEBUG and say nothing an admin needs.
     for name in ("asyncio", "aiohttp"):
         logging.getLogger(name).setLevel(logging.INFO if settings.debug else logging.WARNING)

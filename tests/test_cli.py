@@ -8,6 +8,7 @@ import socket
 import sys
 
 import pytest
+
 from conftest import ECHO_APP, free_port, run_cli
 
 OPTIONS_OF_0_8_3 = [

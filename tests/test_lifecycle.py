@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+
 from conftest import ECHO_APP, pid_alive, wait_for
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}

@@ -12,6 +12,7 @@ import threading
 from urllib.parse import quote
 
 import pytest
+
 from conftest import peak_rss_kib, request, wait_for
 
 MiB = 1024 * 1024

@@ -143,6 +143,25 @@ class CloseListener(web.RequestHandler):
         )
 
 
+WS_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>echo app</title></head>
+<body><h1>echo app</h1><p id="out">waiting</p>
+<script>
+  var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host
+    + location.pathname.replace(/wspage$/, "ws");
+  var ws = new WebSocket(url);
+  ws.onopen = function () { ws.send("ping-from-browser"); };
+  ws.onmessage = function (e) { document.getElementById("out").textContent = "echo: " + e.data; };
+  ws.onerror = function () { document.getElementById("out").textContent = "websocket error"; };
+</script></body></html>
+"""
+
+
+class WSPage(web.RequestHandler):
+    def get(self):
+        self.finish(WS_PAGE)
+
+
 class Cookies(web.RequestHandler):
     def get(self):
         self.add_header("Set-Cookie", "a=1; Path=/")
@@ -226,6 +245,7 @@ async def main() -> None:
             (r"/hop", Hop),
             (r"/close-listener", CloseListener),
             (r"/ws", WSEcho),
+            (r"/wspage", WSPage),
             (r"/.*", Echo),
         ],
         log_function=lambda h: print(f"app got {h.request.method} {h.request.uri}", flush=True),

@@ -1,0 +1,394 @@
+"""Inside a real JupyterHub, as its admins and users meet it: `c.Spawner.cmd` is our CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+
+import aiohttp
+import pytest
+import requests
+
+from conftest import pid_alive, wait_for
+from hub import BROWSER, start_hub, stop_hub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = start_hub(tmp_path_factory.mktemp("hub"))
+    try:
+        hub.ensure_users("alice", "bob", "carol", "dave", "admin")
+        hub.api("POST", "/groups/friends/users", json={"users": ["carol"]})
+        hub.start_server("alice")
+        yield hub
+    finally:
+        stop_hub(hub)
+
+
+def app_echo(response: requests.Response) -> dict:
+    assert response.status_code == 200, (response.status_code, response.text[:500])
+    return response.json()
+
+
+def test_owner_logs_in_through_the_hub_and_reaches_the_app(hub):
+    session = hub.login("alice")
+    response = session.get(f"{hub.url}/user/alice/deep/path%2Fx?a=1&a=2&flag")
+    # The OAuth dance happened: to the hub's authorize URL and back through our callback.
+    hops = [r.url for r in response.history]
+    assert any("/hub/api/oauth2/authorize" in u for u in hops)
+    assert any("/user/alice/oauth_callback" in u for u in hops)
+    uri = app_echo(response)["uri"]
+    assert uri.startswith("/deep/path%2Fx?a=1&a=2&flag&CDSDASHBOARDS_JH_USER=")
+    # Logged in now: the next request goes straight to the app.
+    again = session.get(f"{hub.url}/user/alice/echo", allow_redirects=False)
+    assert again.status_code == 200
+
+
+def test_anonymous_browser_is_sent_to_log_in(hub):
+    response = requests.get(f"{hub.url}/user/alice/echo", headers=BROWSER, timeout=30)
+    assert "/hub/login" in response.url
+    assert response.status_code == 200
+
+
+def test_anonymous_api_client_gets_401(hub):
+    response = requests.get(f"{hub.url}/user/alice/echo", timeout=30, allow_redirects=False)
+    assert response.status_code == 401
+    assert "Traceback" not in response.text
+
+
+def test_another_user_gets_a_403_page_saying_who_they_are(hub):
+    session = hub.login("bob")
+    response = session.get(f"{hub.url}/user/alice/echo")
+    # The hub itself refuses bob at its authorize step, or we do: a 403 either way.
+    assert response.status_code == 403
+    with_token = requests.get(
+        f"{hub.url}/user/alice/echo",
+        headers={**BROWSER, "Authorization": f"token {hub.user_token('bob')}"},
+        timeout=30,
+    )
+    assert with_token.status_code == 403
+    assert "bob" in with_token.text and "not yours" in with_token.text
+    assert "alice" in with_token.text
+
+
+def test_group_granted_access_gets_in(hub):
+    session = hub.login("carol")
+    response = hub.get_as(session, f"{hub.url}/user/alice/echo")
+    assert app_echo(response)["uri"].startswith("/echo")
+
+
+def test_admin_gets_in(hub):
+    # JupyterHub 5+ admins hold access:servers; the hub grants, and we follow the hub.
+    session = hub.login("admin")
+    response = hub.get_as(session, f"{hub.url}/user/alice/echo")
+    assert app_echo(response)["uri"].startswith("/echo")
+
+
+def test_jupyterhub_share_lets_the_guest_in(hub):
+    session = hub.login("dave")
+    before = session.get(f"{hub.url}/user/alice/echo")
+    assert before.status_code == 403
+    r = hub.api("POST", "/shares/alice/", json={"user": "dave"})
+    assert r.status_code in (200, 201), r.text
+    try:
+        fresh = hub.login("dave")
+        response = hub.get_as(fresh, f"{hub.url}/user/alice/echo")
+        assert app_echo(response)["uri"].startswith("/echo")
+    finally:
+        hub.api("DELETE", "/shares/alice/", json={"user": "dave"})
+
+
+def test_owner_token_in_header_works_and_never_reaches_the_app(hub):
+    token = hub.user_token("alice")
+    seen = app_echo(
+        requests.get(
+            f"{hub.url}/user/alice/echo", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+    )
+    names = {k.lower() for k, _ in seen["headers"]}
+    assert "authorization" not in names
+
+
+def test_identity_cannot_be_forged_and_hub_cookies_stay_with_us(hub):
+    session = hub.login("alice")
+    forged = json.dumps({"kind": "user", "name": "admin", "admin": True, "groups": []})
+    response = session.get(
+        f"{hub.url}/user/alice/echo?CDSDASHBOARDS_JH_USER=x&cdsdashboards-jh-user=y",
+        headers={
+            "X-CDSDASHBOARDS-JH-USER": forged,
+            "x-cdsdashboards-jh-user": forged,
+            "X_CDSDASHBOARDS_JH_USER": forged,
+            "Cookie": "app_cookie=kept",
+        },
+    )
+    seen = app_echo(response)
+    identity = [
+        v for k, v in seen["headers"] if k.lower().replace("_", "-") == "x-cdsdashboards-jh-user"
+    ]
+    assert len(identity) == 1
+    assert json.loads(identity[0]) == {
+        "kind": "user",
+        "name": "alice",
+        "admin": False,
+        "groups": [],
+    }
+    query = seen["uri"].split("?", 1)[1]
+    assert query.count("CDSDASHBOARDS_JH_USER") == 1 and "cdsdashboards-jh-user" not in query
+    cookies = " ".join(v for k, v in seen["headers"] if k.lower() == "cookie")
+    assert "jupyterhub-" not in cookies
+
+
+def test_cross_site_post_with_the_owners_cookie_is_refused(hub):
+    session = hub.login("alice")
+    assert session.get(f"{hub.url}/user/alice/echo").status_code == 200
+    same = session.post(
+        f"{hub.url}/user/alice/echo",
+        data=b"x",
+        headers={
+            "Origin": hub.url,
+            "Sec-Fetch-Site": "same-origin",
+            "Referer": f"{hub.url}/user/alice/page",
+        },
+    )
+    assert same.status_code == 200
+    for headers in (
+        {"Origin": "https://evil.example.org", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example.org"},
+        # Another user's page on the same origin:
+        {"Origin": hub.url, "Sec-Fetch-Site": "same-origin", "Referer": f"{hub.url}/user/bob/"},
+        {"Origin": hub.url, "Sec-Fetch-Site": "same-origin"},
+    ):
+        refused = session.post(f"{hub.url}/user/alice/echo", data=b"x", headers=headers)
+        assert refused.status_code == 403, headers
+
+
+async def _ws_try(url: str, headers: dict) -> str:
+    try:
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers=headers) as ws:
+            await ws.send_str("hello")
+            msg = await ws.receive(timeout=10)
+            return f"echo:{msg.data}"
+    except aiohttp.WSServerHandshakeError as e:
+        return f"refused:{e.status}"
+
+
+def test_websocket_matrix(hub):
+    ws_url = hub.url.replace("http://", "ws://") + "/user/alice/ws"
+    alice = hub.login("alice")
+    alice.get(f"{hub.url}/user/alice/echo")
+    alice_cookie = "; ".join(f"{c.name}={c.value}" for c in alice.cookies)
+    bob = hub.login("bob")
+    bob.get(f"{hub.url}/user/alice/echo")
+    bob_cookie = "; ".join(f"{c.name}={c.value}" for c in bob.cookies)
+    before = hub.log().count("app got GET /ws")
+    cases = {
+        "owner cookie, same origin": {"Cookie": alice_cookie, "Origin": hub.url},
+        "owner token": {"Authorization": f"token {hub.user_token('alice')}"},
+        "anonymous": {},
+        "other user's cookie": {"Cookie": bob_cookie, "Origin": hub.url},
+        "other user's token": {"Authorization": f"token {hub.user_token('bob')}"},
+        "owner cookie, foreign origin": {
+            "Cookie": alice_cookie,
+            "Origin": "https://evil.example.org",
+        },
+        "owner cookie, cross-site": {
+            "Cookie": alice_cookie,
+            "Origin": "https://evil.example.org",
+            "Sec-Fetch-Site": "cross-site",
+        },
+    }
+    results = {name: asyncio.run(_ws_try(ws_url, h)) for name, h in cases.items()}
+    assert results["owner cookie, same origin"] == "echo:hello"
+    assert results["owner token"] == "echo:hello"
+    for name in cases:
+        if not name.startswith("owner cookie, same") and name != "owner token":
+            assert results[name].startswith("refused:4"), (name, results[name])
+    # Only the two allowed handshakes reached the app.
+    assert hub.log().count("app got GET /ws") - before == 2
+
+
+def _last_activity(hub, user: str, name: str = "") -> str:
+    return hub.server_model(user, name)["last_activity"]
+
+
+def test_activity_moves_with_traffic_and_stays_put_when_idle(hub):
+    for name in ("", "named"):
+        hub.start_server("alice", name)
+        server_path = "/user/alice/" + (f"{name}/" if name else "")
+        token = hub.user_token("alice")
+        # Quiet: after several reports (one a second), the time reported does not move.
+        reports = hub.log().count("Reported activity")
+        wait_for(
+            lambda r=reports: hub.log().count("Reported activity") >= r + 2,
+            20,
+            what="two activity reports",
+        )
+        idle = _last_activity(hub, "alice", name)
+        reports = hub.log().count("Reported activity")
+        wait_for(
+            lambda r=reports: hub.log().count("Reported activity") >= r + 3,
+            20,
+            what="three more activity reports",
+        )
+        assert _last_activity(hub, "alice", name) == idle, name
+        # Traffic: the next report carries a later time.
+        r = requests.get(
+            hub.url + server_path + "echo", headers={"Authorization": f"token {token}"}, timeout=30
+        )
+        assert r.status_code == 200
+        wait_for(
+            lambda n=name, i=idle: _last_activity(hub, "alice", n) > i,
+            20,
+            what=f"activity to move for server {name!r}",
+        )
+
+
+def test_stopping_the_server_from_the_hub_leaves_no_process(hub):
+    hub.start_server("alice", "stopme")
+    proxy_pid = hub.server_pid("alice", "stopme")
+    app_pids = children_of(proxy_pid)
+    assert pid_alive(proxy_pid) and app_pids
+    hub.stop_server("alice", "stopme")
+    wait_for(lambda: not pid_alive(proxy_pid), 20, what="the proxy to exit")
+    wait_for(lambda: not any(pid_alive(p) for p in app_pids), 20, what="the app to exit")
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def test_browser_logs_in_and_uses_the_apps_websocket(hub):
+    from browser import chromium_page, screenshot
+
+    with chromium_page() as page:
+        page.goto(f"{hub.url}/user/alice/wspage")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "correct horse")
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url(re.compile(r".*/user/alice/wspage$"), timeout=30000)
+        page.wait_for_function(
+            "document.getElementById('out') && "
+            "document.getElementById('out').textContent.startsWith('echo:')",
+            timeout=20000,
+        )
+        assert page.inner_text("#out") == "echo: ping-from-browser"
+        screenshot(page, "hub-login-to-app-websocket")
+
+
+def test_hub_unreachable_gives_a_503_page(tmp_path):
+    """A server whose hub is gone: a clear 503 page, not a traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ECHO_APP, Proxy, free_port
+
+    port = free_port()
+    dead_hub = f"http://127.0.0.1:{free_port()}/hub/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env.update(
+        JUPYTERHUB_API_TOKEN="t" * 32,
+        JUPYTERHUB_CLIENT_ID="jupyterhub-user-alice",
+        JUPYTERHUB_API_URL=dead_hub,
+        JUPYTERHUB_SERVICE_PREFIX="/user/alice/",
+        JUPYTERHUB_USER="alice",
+        JUPYTERHUB_OAUTH_ACCESS_SCOPES='["access:servers!user=alice"]',
+    )
+    log = tmp_path / "proxy.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jhsingle_native_proxy",
+                "--port",
+                str(port),
+                "--",
+                sys.executable,
+                ECHO_APP,
+                "{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    proxy = Proxy(process, port, "/user/alice/", log, tmp_path / "none")
+    try:
+        proxy.wait_listening()
+        r = requests.get(
+            f"http://127.0.0.1:{port}/user/alice/echo",
+            timeout=30,
+            headers={**BROWSER, "Authorization": "token abc"},
+        )
+        assert r.status_code == 503
+        assert "cannot be reached" in r.text
+        assert "Traceback" not in r.text
+    finally:
+        proxy.cleanup()
+
+
+def test_oauth_without_hub_settings_refuses_to_start():
+    from conftest import run_cli
+
+    result = run_cli(["--", "python3", "-m", "http.server", "{port}"])
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "JUPYTERHUB_API_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
+    """The hub's progress page lasts until the app answers; a start longer than the hub's
+    http_timeout still succeeds, and the user then sees our loading page."""
+    hub = start_hub(
+        tmp_path / "hub2",
+        http_timeout=6,
+        extra={
+            "slowish": {"app": ["--delay-start", "3"]},
+            "slow": {
+                "proxy": ["--hub-probe-timeout", "2", "--ready-timeout", "30"],
+                "app": ["--delay-start", "9"],
+            },
+        },
+    )
+    try:
+        hub.ensure_users("alice")
+        token = hub.user_token("alice")
+        auth = {"Authorization": f"token {token}"}
+        started = time.monotonic()
+        hub.start_server("alice", "slowish", timeout=60)
+        # Ready in the hub's eyes means the app answers now.
+        r = requests.get(f"{hub.url}/user/alice/slowish/echo", headers=auth, timeout=5)
+        assert r.status_code == 200 and r.json()["uri"].startswith("/echo")
+        assert time.monotonic() - started >= 3
+
+        hub.start_server("alice", "slow", timeout=60)  # would fail at 6 s without the rule
+        page = requests.get(f"{hub.url}/user/alice/slow/", headers={**auth, **BROWSER}, timeout=10)
+        if page.status_code == 503:
+            assert "Starting the app" in page.text
+        wait_for(
+            lambda: (
+                requests.get(
+                    f"{hub.url}/user/alice/slow/echo", headers=auth, timeout=30
+                ).status_code
+                == 200
+            ),
+            40,
+            what="the slow app through the hub",
+        )
+        assert "didn't respond" not in hub.log()
+    finally:
+        stop_hub(hub)
