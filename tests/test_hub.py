@@ -392,3 +392,61 @@ def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
         assert "didn't respond" not in hub.log()
     finally:
         stop_hub(hub)
+
+
+def test_internal_ssl(tmp_path):
+    """With c.JupyterHub.internal_ssl the server speaks HTTPS with the hub's client certificates,
+    refuses clients without one, and reports activity to the hub over TLS too."""
+    certs = tmp_path / "certs"
+    hub = start_hub(
+        tmp_path / "sslhub",
+        more=f"""
+        c.JupyterHub.internal_ssl = True
+        c.ConfigurableHTTPProxy.api_url = f"https://127.0.0.1:{{API_PORT}}"
+        c.JupyterHub.internal_certs_location = {str(certs)!r}
+        """,
+    )
+    try:
+        hub.start_server("alice")
+        session = hub.login("alice")
+        assert app_echo(session.get(f"{hub.url}/user/alice/echo"))["uri"].startswith("/echo")
+        listening = re.search(r"Listening on (https://127\.0\.0\.1:\d+/user/alice/)", hub.log())
+        assert listening, "the server did not serve HTTPS"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(listening.group(1), verify=False, timeout=10)
+        wait_for(lambda: "Reported activity" in hub.log(), 20, what="an activity report over TLS")
+    finally:
+        stop_hub(hub)
+
+
+def test_idle_culler_culls_the_idle_server_and_spares_the_busy_one(tmp_path):
+    pytest.importorskip("jupyterhub_idle_culler")
+    hub = start_hub(
+        tmp_path / "cullhub",
+        more="""
+        c.JupyterHub.services.append({
+            "name": "idle-culler",
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                        "--timeout=6", "--cull-every=2"],
+        })
+        c.JupyterHub.load_roles.append({
+            "name": "idle-culler", "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        })
+        """,
+    )
+    try:
+        hub.ensure_users("alice")
+        hub.start_server("alice", "idle")
+        hub.start_server("alice", "busy")
+        token = hub.user_token("alice")
+        deadline = time.monotonic() + 40
+        while hub.server_model("alice", "idle") is not None:
+            assert time.monotonic() < deadline, "the idle server was never culled"
+            r = requests.get(f"{hub.url}/user/alice/busy/echo",
+                             headers={"Authorization": f"token {token}"}, timeout=10)
+            assert r.status_code == 200
+            time.sleep(1)  # a user's pace of traffic, not a wait for a condition
+        assert (hub.server_model("alice", "busy") or {}).get("ready"), "the busy one was culled"
+    finally:
+        stop_hub(hub)
