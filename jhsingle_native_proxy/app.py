@@ -118,5 +118,5 @@ def make_app(services: Services) -> web.Application:
         if services.hub_auth is not None
         else None,
         websocket_ping_interval=30,
-        websocket_ping_timeout=60,
+        websocket_ping_timeout=30,
     )

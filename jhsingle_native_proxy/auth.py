@@ -222,8 +222,11 @@ class AuthMixin(HubOAuthenticated):
             if self.request.method in ("GET", "HEAD") and not websocket and self.wants_html():
                 self.redirect(self.get_login_url())
             else:
-                self.set_header("WWW-Authenticate", 'token realm="JupyterHub"')
-                self.send_error_page(401, "Log in to JupyterHub, or send a hub token.")
+                self.send_error_page(
+                    401,
+                    "Log in to JupyterHub, or send a hub token.",
+                    headers={"WWW-Authenticate": 'token realm="JupyterHub"'},
+                )
             return False
         if not self.policy.allows(model):
             owner = services.settings.hub.user or "another user"

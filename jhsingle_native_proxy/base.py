@@ -61,9 +61,28 @@ class BaseHandler(web.RequestHandler):
     def wants_html(self) -> bool:
         return "text/html" in self.request.headers.get("Accept", "")
 
-    def send_page(self, status: int, body: str, *, retry_after: float | None = None) -> None:
+    # True while a request body is still unread (streamed requests answered before proxying).
+    unread_body = False
+
+    def _start_answer(self, status: int) -> None:
         self.clear()
         self.set_status(status)
+        if self.unread_body:
+            # The connection cannot be reused once we answer without reading the body: say so,
+            # or a keep-alive client (the hub's proxy) sends its next request into a closed socket.
+            self.set_header("Connection", "close")
+
+    def send_page(
+        self,
+        status: int,
+        body: str,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._start_answer(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         if retry_after is not None:
@@ -71,17 +90,22 @@ class BaseHandler(web.RequestHandler):
         self.finish(body)
 
     def send_error_page(
-        self, status: int, message: str, *, retry_after: float | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """An error as HTML for browsers and as one line of text for other clients."""
         title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         if self.wants_html():
-            self.send_page(
-                status, pages.error_page(status, title, message), retry_after=retry_after
-            )
+            page = pages.error_page(status, title, message)
+            self.send_page(status, page, retry_after=retry_after, headers=headers)
             return
-        self.clear()
-        self.set_status(status)
+        self._start_answer(status)
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
         if retry_after is not None:

@@ -56,6 +56,7 @@ def test_anonymous_browser_is_sent_to_log_in(hub):
 def test_anonymous_api_client_gets_401(hub):
     response = requests.get(f"{hub.url}/user/alice/echo", timeout=30, allow_redirects=False)
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("token")
     assert "Traceback" not in response.text
 
 
@@ -443,8 +444,11 @@ def test_idle_culler_culls_the_idle_server_and_spares_the_busy_one(tmp_path):
         deadline = time.monotonic() + 40
         while hub.server_model("alice", "idle") is not None:
             assert time.monotonic() < deadline, "the idle server was never culled"
-            r = requests.get(f"{hub.url}/user/alice/busy/echo",
-                             headers={"Authorization": f"token {token}"}, timeout=10)
+            r = requests.get(
+                f"{hub.url}/user/alice/busy/echo",
+                headers={"Authorization": f"token {token}"},
+                timeout=10,
+            )
             assert r.status_code == 200
             time.sleep(1)  # a user's pace of traffic, not a wait for a condition
         assert (hub.server_model("alice", "busy") or {}).get("ready"), "the busy one was culled"

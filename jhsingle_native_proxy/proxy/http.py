@@ -332,6 +332,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
     async def prepare(self) -> None:
         # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.unread_body = _has_body(self.request)
         if self.is_hub_probe() and await self.answer_hub_probe():
             return
         # Nothing reaches the app, and the app is not even started, before this says yes.
@@ -352,7 +353,8 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
             if h.canonical_name(name) not in present
         )
-        self._body = BodyPipe() if _has_body(request) else None
+        self._body = BodyPipe() if self.unread_body else None
+        self.unread_body = False
         self._upstream = asyncio.ensure_future(
             services.app_session.request(
                 request.method,

@@ -1,0 +1,32 @@
+"""A small Dash app for dash.sh: python3 dash_app.py PORT [PREFIX]
+
+PREFIX is the path the browser sees (JupyterHub's /user/NAME/); dash.sh passes {base_url}/.
+jhsingle-native-proxy strips it before forwarding, so the app's routes stay at "/" while the
+page asks for its scripts and callbacks under PREFIX.
+"""
+
+import sys
+
+from dash import Dash, Input, Output, dcc, html
+
+port = int(sys.argv[1])
+prefix = sys.argv[2] if len(sys.argv) > 2 else "/"
+
+app = Dash(__name__, routes_pathname_prefix="/", requests_pathname_prefix=prefix)
+app.title = "Dash demo"
+app.layout = html.Div(
+    [
+        html.H1("Dash behind jhsingle-native-proxy"),
+        dcc.Input(id="name", value="world", type="text"),
+        html.P(id="greeting"),
+    ]
+)
+
+
+@app.callback(Output("greeting", "children"), Input("name", "value"))
+def greet(name):
+    return f"Hello, {name}!"
+
+
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=port, debug=False)
