@@ -117,6 +117,6 @@ def make_app(services: Services) -> web.Application:
         cookie_secret=cookie_secret(services.settings.hub.api_token)
         if services.hub_auth is not None
         else None,
-        websocket_ping_interval=30,
-        websocket_ping_timeout=30,
+        websocket_ping_interval=services.settings.websocket_ping_interval or None,
+        websocket_ping_timeout=services.settings.websocket_ping_interval or None,
     )

@@ -187,6 +187,31 @@ def _options(f):
             help="Largest websocket message in bytes, either direction; 0 = no limit.",
         ),
         click.option(
+            "--websocket-ping-interval",
+            type=click.FloatRange(min=0),
+            default=30,
+            show_default=True,
+            help="Seconds between pings on idle websockets, both to the browser and to the app, "
+            "so load balancers do not drop them; 0 = no pings.",
+        ),
+        click.option(
+            "--unix-socket",
+            is_flag=False,
+            flag_value="auto",
+            default="",
+            metavar="[PATH]",
+            help="The app listens on a unix socket ({unix_socket}; {port} is 0) instead of a port. "
+            "Without PATH (write --unix-socket=PATH to give one), a socket in a private directory "
+            "that only this user can enter, removed on exit.",
+        ),
+        click.option(
+            "--raw-socket-proxy",
+            is_flag=True,
+            default=False,
+            help="The app speaks plain TCP (or a unix socket), not HTTP: websocket messages become "
+            "stream bytes and back, like websockify; other HTTP requests get 405.",
+        ),
+        click.option(
             "--aiohttp-no-ssl-connector",
             is_flag=True,
             default=False,

@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import shutil
 import signal
 import ssl
 import sys
+import tempfile
 import time
 
 from jupyterhub.utils import make_ssl_context
@@ -74,6 +77,24 @@ def ssl_contexts(settings: Settings):
     return server, client
 
 
+def app_socket_path(settings: Settings) -> tuple[str, str]:
+    """The app's unix socket path, and the private directory we made for it (to remove at exit).
+
+    `--unix-socket` without a path: a fresh directory with mode 0700, so no other local user can
+    reach the app around the proxy.
+    """
+    if not settings.unix_socket:
+        return "", ""
+    if settings.unix_socket == "auto":
+        private = tempfile.mkdtemp(prefix="jhsnp-")
+        os.chmod(private, 0o700)
+        return os.path.join(private, "app.sock"), private
+    path = os.path.abspath(settings.unix_socket)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise StartupError(f"--unix-socket {path}: its directory does not exist")
+    return path, ""
+
+
 def listen(settings: Settings) -> list:
     try:
         return bind_sockets(settings.port, settings.ip)
@@ -94,8 +115,9 @@ async def serve(settings: Settings) -> None:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     server_ssl, client_ssl = ssl_contexts(settings)
     sockets = listen(settings)
-    session = new_app_session()
-    supervisor = AppSupervisor(settings, session)
+    socket_path, private_dir = app_socket_path(settings)
+    session = new_app_session(socket_path)
+    supervisor = AppSupervisor(settings, session, unix_socket=socket_path)
     tracker = ActivityTracker()
     services = Services(
         settings=settings,
@@ -139,6 +161,8 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.close_all_connections(), 2)
         await session.close()
+        if private_dir:
+            shutil.rmtree(private_dir, ignore_errors=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

@@ -140,6 +140,10 @@ class Settings:
     query_user_info: bool = False
     progressive: bool = False
     websocket_max_message_size: int | None = None
+    websocket_ping_interval: float = 30.0
+    # "" = TCP; "auto" = a socket in a private directory made at start; else the socket's path.
+    unix_socket: str = ""
+    raw_socket_proxy: bool = False
     aiohttp_no_ssl_connector: bool = False
     aiohttp_request_timeout: float | None = None
     working_dir: str = ""

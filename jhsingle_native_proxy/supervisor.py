@@ -168,9 +168,11 @@ class OutputPump:
 class AppSupervisor:
     """Keeps the app running and tells the proxy where it is and whether it is ready."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession):
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession, unix_socket: str = ""):
         self.settings = settings
         self.session = session
+        # The app's unix socket path, or "" for TCP on 127.0.0.1.
+        self.unix_socket = unix_socket
         self.state = AppState.WAITING
         self.failure: Failure | None = None
         self.port: int | None = None
@@ -261,12 +263,19 @@ class AppSupervisor:
             log.warning("Restarting the app in %.1f s", delay)
             await asyncio.sleep(delay)
 
+    @property
+    def origin(self) -> str:
+        """The app's HTTP origin for the pooled client (its host is ignored on a unix socket)."""
+        if self.unix_socket:
+            return "http://localhost"
+        return f"http://127.0.0.1:{self.port}"
+
     def _substitutions(self, port: int) -> dict[str, object]:
         s = self.settings
         return {
             "port": port,
             "base_url": s.base_url,
-            "unix_socket": "",
+            "unix_socket": self.unix_socket,
             "presentation_path": s.presentation_path,
             "presentation_basename": s.presentation_basename,
             "presentation_dirname": s.presentation_dirname,
@@ -277,7 +286,13 @@ class AppSupervisor:
     async def _run_once(self) -> tuple[Failure, float]:
         """Start one instance and return why it ended and how long it was ready for."""
         s = self.settings
-        port = s.destport or free_port()
+        if self.unix_socket:
+            port = 0
+            # A socket file left by an earlier instance would make the app's bind fail.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_socket)
+        else:
+            port = s.destport or free_port()
         argv = substitute_all(s.command, self._substitutions(port))
         self.output.clear()
         out_r, out_w = os.pipe()
@@ -295,7 +310,8 @@ class AppSupervisor:
             cwd=s.working_dir or None,
             env=dict(s.environ),
         )
-        log.info("Starting the app on port %d: %s", port, " ".join(argv))
+        where = f"socket {self.unix_socket}" if self.unix_socket else f"port {port}"
+        log.info("Starting the app on %s: %s", where, " ".join(argv))
         try:
             await process.start()
         except OSError as e:
@@ -326,7 +342,7 @@ class AppSupervisor:
             ready = await self._wait_until_ready(process, port)
             if ready:
                 ready_at = time.monotonic()
-                log.info("The app is ready on port %d (pid %d)", port, process.pid)
+                log.info("The app is ready on %s (pid %d)", where, process.pid)
                 self.failure = None
                 self._set_state(AppState.READY)
                 code = await asyncio.shield(process.exited)
@@ -336,10 +352,12 @@ class AppSupervisor:
             elif process.exited.done():
                 reason, up_for, retry = describe_exit(process.exited.result()), 0.0, True
             else:
-                reason = (
-                    f"did not answer HTTP at {s.ready_check_path} within "
-                    f"{s.ready_timeout:g} seconds"
+                what = (
+                    "accept connections"
+                    if s.raw_socket_proxy
+                    else (f"answer HTTP at {s.ready_check_path}")
                 )
+                reason = f"did not {what} within {s.ready_timeout:g} seconds"
                 up_for, retry = 0.0, False
             if not self._stopping:
                 log.error("The app %s", reason)
@@ -353,24 +371,36 @@ class AppSupervisor:
                 pump.cancel()
             self.port = None
 
+    async def _answers(self, timeout: float) -> bool:
+        """One readiness probe: any HTTP response (or, for a raw socket app, a connection)."""
+        try:
+            if self.settings.raw_socket_proxy:
+                if self.unix_socket:
+                    connecting = asyncio.open_unix_connection(self.unix_socket)
+                else:
+                    connecting = asyncio.open_connection("127.0.0.1", self.port)
+                _, writer = await asyncio.wait_for(connecting, timeout)
+                writer.close()
+                return True
+            async with self.session.get(
+                self.origin + self.settings.ready_check_path,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                await response.release()
+                return True
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
     async def _wait_until_ready(self, process: _AppProcess, port: int) -> bool:
         deadline = time.monotonic() + self.settings.ready_timeout
-        url = f"http://127.0.0.1:{port}{self.settings.ready_check_path}"
         interval = 0.02
         while not self._stopping and not process.exited.done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            try:
-                async with self.session.get(
-                    url,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=min(remaining, 5.0)),
-                ) as response:
-                    await response.release()
-                    return True
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                pass
+            if await self._answers(min(remaining, 5.0)):
+                return True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(
                     asyncio.shield(process.exited),

@@ -120,16 +120,20 @@ class UpstreamError(Exception):
         self.message = message
 
 
-def new_app_session() -> aiohttp.ClientSession:
-    """The pooled client to the app.
+def new_app_session(unix_socket: str = "") -> aiohttp.ClientSession:
+    """The pooled client to the app, over TCP or the app's unix socket.
 
     - no cookie jar: cookies the app sets belong to the browser, never to the next request;
     - no decompression: Content-Encoding passes through untouched;
     - no connection limit: long-lived streams must not starve other requests;
     - large header limits: apps set big cookies.
     """
+    if unix_socket:
+        connector = aiohttp.UnixConnector(path=unix_socket, limit=0, keepalive_timeout=30)
+    else:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30, force_close=False),
+        connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
         max_line_size=65536,
@@ -293,7 +297,8 @@ class AppRequestMixin:
         if settings.query_user_info and viewer is not None:
             extra = h.USER_QUERY_ARG + "=" + quote(user_info(viewer), safe="")
             query = f"{query}&{extra}" if query else extra
-        return f"http://127.0.0.1:{self._app_port}{rest}{'?' + query if query else ''}"
+        origin = self.services.supervisor.origin
+        return f"{origin}{rest}{'?' + query if query else ''}"
 
     def app_request_headers(self, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
         """The client's headers as the app gets them, with our own additions."""
@@ -333,6 +338,12 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
         self.unread_body = _has_body(self.request)
+        if self.services.settings.raw_socket_proxy:
+            # A raw socket app speaks no HTTP: only websockets make sense here.
+            self.send_error_page(
+                405, "this app is reached over a websocket only", headers={"Allow": "GET"}
+            )
+            return
         if self.is_hub_probe() and await self.answer_hub_probe():
             return
         # Nothing reaches the app, and the app is not even started, before this says yes.

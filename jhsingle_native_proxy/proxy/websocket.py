@@ -59,6 +59,9 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
     """A websocket under the prefix: authorise, open the app's side, then accept the client."""
 
     upstream: aiohttp.ClientWebSocketResponse | None = None
+    # --raw-socket-proxy: a plain stream to the app instead of its websocket.
+    raw_writer: asyncio.StreamWriter | None = None
+    raw_reader: asyncio.StreamReader | None = None
     _pump: asyncio.Task | None = None
 
     @property
@@ -80,6 +83,15 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
         if not await self.wait_for_app(browser=False):
             return
         services.activity.touch()
+        if services.settings.raw_socket_proxy:
+            try:
+                self.raw_reader, self.raw_writer = await self.connect_raw()
+            except (OSError, asyncio.TimeoutError) as e:
+                log.warning("Cannot connect to the app's socket: %s", e)
+                self.send_error_page(502, "the app's socket refused the connection")
+                return
+            await super().get(*args)
+            return
         try:
             self.upstream = await self.connect_upstream()
         except aiohttp.WSServerHandshakeError as e:
@@ -118,15 +130,53 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
             compress=0,
         )
 
+    async def connect_raw(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        supervisor = self.services.supervisor
+        timeout = self.services.settings.request_timeout
+        if supervisor.unix_socket:
+            connecting = asyncio.open_unix_connection(supervisor.unix_socket)
+        else:
+            connecting = asyncio.open_connection("127.0.0.1", supervisor.port)
+        return await asyncio.wait_for(connecting, timeout)
+
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        if self.raw_writer is not None:
+            # websockify's clients (noVNC) ask for "binary": that is what we relay.
+            return "binary" if "binary" in subprotocols else None
         chosen = self.upstream.protocol if self.upstream is not None else None
         return chosen if chosen in subprotocols else None
 
     def open(self, *args: str) -> None:
-        self._pump = asyncio.ensure_future(self.relay_from_app())
+        if self.raw_reader is not None:
+            self._pump = asyncio.ensure_future(self.relay_from_raw_socket())
+        else:
+            self._pump = asyncio.ensure_future(self.relay_from_app())
+
+    async def relay_from_raw_socket(self) -> None:
+        reader = self.raw_reader
+        assert reader is not None
+        try:
+            while data := await reader.read(65536):
+                self.services.activity.touch()
+                await self.write_message(data, binary=True)
+            self.close(NORMAL_CLOSURE, "the app closed the connection")
+        except (websocket.WebSocketClosedError, ConnectionError):
+            self._close_raw()
+
+    def _close_raw(self) -> None:
+        if self.raw_writer is not None:
+            self.raw_writer.close()
 
     async def on_message(self, message: str | bytes) -> None:
         self.services.activity.touch()
+        if self.raw_writer is not None:
+            data = message if isinstance(message, bytes) else message.encode("utf-8")
+            try:
+                self.raw_writer.write(data)
+                await self.raw_writer.drain()
+            except ConnectionError:
+                self.close(1011, "the app's socket broke")
+            return
         upstream = self.upstream
         if upstream is None or upstream.closed:
             return
@@ -143,7 +193,9 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
         upstream = self.upstream
         assert upstream is not None
         try:
-            async for msg in upstream:
+            while True:
+                # Not `async for`: it ends on a close frame and hides its code and reason.
+                msg = await upstream.receive()
                 self.services.activity.touch()
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     await self.write_message(msg.data)
@@ -155,22 +207,25 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
                     self.close(code, msg.extra or None)
                     return
                 elif msg.type == aiohttp.WSMsgType.ERROR:
-                    code = (
-                        1009
-                        if isinstance(msg.data, aiohttp.WebSocketError) and msg.data.code == 1009
-                        else 1011
-                    )
+                    too_big = getattr(msg.data, "code", None) == 1009
                     log.warning("The app's websocket failed: %s", msg.data)
-                    self.close(
-                        code, "message too big" if code == 1009 else "the app's websocket failed"
-                    )
+                    if too_big:
+                        self.close(1009, "message too big")
+                    else:
+                        self.close(1011, "the app's websocket failed")
                     return
-            # The app's side ended without a close frame.
-            self.close(upstream.close_code or 1011, None)
+                elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                    self.close(upstream.close_code or 1011, None)
+                    return
         except websocket.WebSocketClosedError:
             await upstream.close()
 
     def on_close(self) -> None:
+        if self.raw_writer is not None:
+            self._close_raw()
+            if self._pump is not None:
+                self._pump.cancel()
+            return
         upstream = self.upstream
         if upstream is None or upstream.closed:
             return

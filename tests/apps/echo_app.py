@@ -36,6 +36,11 @@ from tornado.httpserver import HTTPServer
 PATTERN = bytes(range(256)) * 256  # 64 KiB
 
 
+def peer_port(request):
+    peer = request.connection.stream.socket.getpeername()
+    return peer[1] if isinstance(peer, tuple) else None
+
+
 class Echo(web.RequestHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND")
 
@@ -48,7 +53,7 @@ class Echo(web.RequestHandler):
                     "uri": self.request.uri,
                     "headers": list(self.request.headers.get_all()),
                     "body_length": len(self.request.body or b""),
-                    "peer_port": self.request.connection.stream.socket.getpeername()[1],
+                    "peer_port": peer_port(self.request),
                 }
             )
         )
@@ -194,12 +199,42 @@ class Exit(web.RequestHandler):
         asyncio.get_running_loop().call_later(0.05, os._exit, code)
 
 
+LAST_CLOSE: dict = {}
+
+
 class WSEcho(websocket.WebSocketHandler):
+    """Echoes messages. Commands: "close-me" (closes with 4001), "send N SIZE" (N binary
+    messages of SIZE bytes, as fast as the socket takes them). Picks the LAST subprotocol offered,
+    so a test can tell the app's choice from the client's first wish."""
+
     def check_origin(self, origin):
         return True
 
-    def on_message(self, message):
-        self.write_message(message, binary=isinstance(message, bytes))
+    def select_subprotocol(self, subprotocols):
+        return subprotocols[-1] if subprotocols else None
+
+    def open(self):
+        self.set_nodelay(True)
+
+    async def on_message(self, message):
+        if message == "close-me":
+            self.close(4001, "app says bye")
+            return
+        if isinstance(message, str) and message.startswith("send "):
+            _, n, size = message.split()
+            chunk = b"z" * int(size)
+            for _ in range(int(n)):
+                await self.write_message(chunk, binary=True)
+            return
+        await self.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self):
+        LAST_CLOSE.update(code=self.close_code, reason=self.close_reason)
+
+
+class LastClose(web.RequestHandler):
+    def get(self):
+        self.finish(LAST_CLOSE)
 
 
 async def main() -> None:
@@ -209,6 +244,8 @@ async def main() -> None:
     parser.add_argument("--delay-start", type=float, default=0)
     parser.add_argument("--exit-after", type=float, default=0)
     parser.add_argument("--say", default="")
+    parser.add_argument("--unix", default="", help="listen on this unix socket, not the port")
+    parser.add_argument("--max-message", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--flood", type=int, default=0, help="MB of output before listening")
     args = parser.parse_args()
     if args.pidfile:
@@ -245,6 +282,7 @@ async def main() -> None:
             (r"/hop", Hop),
             (r"/close-listener", CloseListener),
             (r"/ws", WSEcho),
+            (r"/last-close", LastClose),
             (r"/wspage", WSPage),
             (r"/.*", Echo),
         ],
@@ -252,7 +290,13 @@ async def main() -> None:
     )
     server = HTTPServer(app, max_body_size=1 << 40)
     app.settings["server"] = server
-    server.listen(args.port, "127.0.0.1")
+    app.settings["websocket_max_message_size"] = args.max_message
+    if args.unix:
+        from tornado.netutil import bind_unix_socket
+
+        server.add_socket(bind_unix_socket(args.unix))
+    else:
+        server.listen(args.port, "127.0.0.1")
     print(f"echo app listening on {args.port}", flush=True)
     await asyncio.Event().wait()
 
