@@ -207,6 +207,15 @@ class AuthMixin(HubOAuthenticated):
         """Identify and check the viewer; answer the client and return False if not allowed."""
         services = self.application.settings["services"]
         if services.hub_auth is None:  # --authtype none
+            # No credentials to forge, but a page on another site must still not open a
+            # websocket to an app on this machine (the browser would connect from inside).
+            reason = websocket and forgery_reason(
+                "GET", self.request.headers, services.settings.prefix, websocket=True
+            )
+            if reason:
+                log.warning("Refused websocket %s: %s", self.request.uri, reason)
+                self.send_error_page(403, f"This request was refused because {reason}.")
+                return False
             return True
         try:
             model = await self.identify()

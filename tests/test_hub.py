@@ -271,6 +271,46 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def test_logins_survive_a_restart_of_the_proxy(hub):
+    """The proxy restarts (a crashed container, say) with the same environment: users stay in."""
+    import signal
+    import subprocess
+
+    from conftest import Proxy
+
+    hub.start_server("alice", "restart")
+    session = hub.login("alice")
+    url = f"{hub.url}/user/alice/restart/echo"
+    assert app_echo(session.get(url))["uri"].startswith("/echo")
+    old = hub.server_pid("alice", "restart")
+    with open(f"/proc/{old}/environ", "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    env = {k.decode(): v.decode() for k, v in env.items()}
+    with open(f"/proc/{old}/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    cwd = os.readlink(f"/proc/{old}/cwd")
+    port = int(re.search(r":(\d+)/", env["JUPYTERHUB_SERVICE_URL"]).group(1))
+    os.kill(old, signal.SIGTERM)
+    wait_for(lambda: not pid_alive(old), 20, what="the old proxy to exit")
+    log = hub.dir / "restarted-proxy.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    proxy = Proxy(process, port, "/user/alice/restart/", log, hub.dir / "none")
+    try:
+        proxy.wait_listening()
+        wait_for(
+            lambda: session.get(url, allow_redirects=False).status_code != 503,
+            30,
+            what="the restarted app",
+        )
+        again = session.get(url, allow_redirects=False)
+        assert again.status_code == 200, "the old login cookie was not accepted after a restart"
+    finally:
+        proxy.cleanup()
+
+
 def test_browser_logs_in_and_uses_the_apps_websocket(hub):
     from browser import chromium_page, screenshot
 

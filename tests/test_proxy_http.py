@@ -288,3 +288,13 @@ def test_malformed_app_response_is_a_502_not_a_599(start_proxy, tmp_path):
     proxy = start_proxy(app=[sys.executable, str(garbage), "{port}"])
     response = proxy.get("x")
     assert response.status == 502
+
+
+def test_no_identity_is_forwarded_with_authtype_none(start_proxy):
+    proxy = start_proxy(["--forward-user-info", "--query-user-info"])
+    seen = proxy.get(
+        "echo?CDSDASHBOARDS_JH_USER=forged&a=1",
+        headers={"X-CDSDASHBOARDS-JH-USER": '{"name": "admin"}', "X_Cdsdashboards_Jh_User": "x"},
+    ).json()
+    assert seen["uri"] == "/echo?a=1"
+    assert not [k for k, _ in seen["headers"] if "cdsdashboards" in k.lower()]

@@ -264,3 +264,17 @@ def test_20_concurrent_event_streams_and_a_small_get_still_answers(proxy):
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_foreign_origin_is_refused_even_without_auth(proxy):
+    async def attempt(headers):
+        try:
+            async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(proxy), headers=headers):
+                return "open"
+        except aiohttp.WSServerHandshakeError as e:
+            return e.status
+
+    same = f"http://127.0.0.1:{proxy.port}"
+    assert run(attempt({"Origin": same})) == "open"
+    assert run(attempt({"Origin": "https://evil.example.org"})) == 403
+    assert run(attempt({"Origin": same, "Sec-Fetch-Site": "cross-site"})) == 403

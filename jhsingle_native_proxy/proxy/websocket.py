@@ -126,6 +126,7 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
             max_msg_size=self.max_message_size or 0,
             autoclose=False,
             autoping=True,
+            heartbeat=services.settings.websocket_ping_interval or None,
             timeout=aiohttp.ClientWSTimeout(ws_close=10),
             compress=0,
         )
