@@ -66,7 +66,11 @@ class StatusHandler(AuthMixin, BaseHandler):
             return
         # Only reports: polling must not restart a failed app (real requests do that).
         supervisor = self.services.supervisor
-        body: dict[str, object] = {"state": supervisor.state.value}
+        body: dict[str, object] = {
+            "state": supervisor.state.value,
+            "phase": supervisor.phase,
+            "lines": supervisor.recent_lines(),
+        }
         if supervisor.state is AppState.FAILED and supervisor.failure is not None:
             body["reason"] = supervisor.failure.reason
             if supervisor.failure.retry_at is not None:

@@ -64,13 +64,27 @@ class BaseHandler(web.RequestHandler):
     # True while a request body is still unread (streamed requests answered before proxying).
     unread_body = False
 
-    def _start_answer(self, status: int) -> None:
+    def _answer(
+        self,
+        status: int,
+        content_type: str,
+        body: str,
+        retry_after: float | None,
+        headers: dict[str, str] | None,
+    ) -> None:
         self.clear()
         self.set_status(status)
         if self.unread_body:
             # The connection cannot be reused once we answer without reading the body: say so,
             # or a keep-alive client (the hub's proxy) sends its next request into a closed socket.
             self.set_header("Connection", "close")
+        for name, value in (headers or {}).items():
+            self.set_header(name, value)
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        if retry_after is not None:
+            self.set_header("Retry-After", str(max(1, round(retry_after))))
+        self.finish(body)
 
     def send_page(
         self,
@@ -80,14 +94,8 @@ class BaseHandler(web.RequestHandler):
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._start_answer(status)
-        for name, value in (headers or {}).items():
-            self.set_header(name, value)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        if retry_after is not None:
-            self.set_header("Retry-After", str(max(1, round(retry_after))))
-        self.finish(body)
+        """One of our HTML pages."""
+        self._answer(status, "text/html; charset=utf-8", body, retry_after, headers)
 
     def send_error_page(
         self,
@@ -102,15 +110,9 @@ class BaseHandler(web.RequestHandler):
         if self.wants_html():
             page = pages.error_page(status, title, message)
             self.send_page(status, page, retry_after=retry_after, headers=headers)
-            return
-        self._start_answer(status)
-        for name, value in (headers or {}).items():
-            self.set_header(name, value)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        if retry_after is not None:
-            self.set_header("Retry-After", str(max(1, round(retry_after))))
-        self.finish(f"{status} {title}: {message}\n")
+        else:
+            text = f"{status} {title}: {message}\n"
+            self._answer(status, "text/plain; charset=utf-8", text, retry_after, headers)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Never a traceback to a client, whatever the log level: the log has it.

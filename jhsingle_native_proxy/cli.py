@@ -323,3 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(e), code=1)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as e:  # a bug of ours: the log has the traceback, the admin one line
+        import logging
+
+        logging.getLogger("jhsingle_native_proxy").debug("Internal error", exc_info=True)
+        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", 1)

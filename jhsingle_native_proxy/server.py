@@ -95,6 +95,24 @@ def app_socket_path(settings: Settings) -> tuple[str, str]:
     return path, ""
 
 
+def conda_environment(settings: Settings):
+    """The app's environment with --conda-env activated, and how to find its command there.
+
+    Done at start-up: a missing conda or environment is the admin's to fix, said on one line.
+    """
+    if not settings.conda_env:
+        return dict(settings.environ), None
+    from .conda import CondaError, activated_environ, find_env, resolve_command
+
+    try:
+        prefix = find_env(settings.conda_env, settings.environ)
+        environ = activated_environ(prefix, settings.environ)
+    except CondaError as e:
+        raise StartupError(str(e)) from None
+    log.info("The app runs in the conda environment %s", prefix)
+    return environ, resolve_command
+
+
 def listen(settings: Settings) -> list:
     try:
         return bind_sockets(settings.port, settings.ip)
@@ -114,10 +132,13 @@ async def serve(settings: Settings) -> None:
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     server_ssl, client_ssl = ssl_contexts(settings)
+    app_environ, resolve = conda_environment(settings)
     sockets = listen(settings)
     socket_path, private_dir = app_socket_path(settings)
     session = new_app_session(socket_path)
-    supervisor = AppSupervisor(settings, session, unix_socket=socket_path)
+    supervisor = AppSupervisor(
+        settings, session, unix_socket=socket_path, environ=app_environ, resolve_command=resolve
+    )
     tracker = ActivityTracker()
     services = Services(
         settings=settings,

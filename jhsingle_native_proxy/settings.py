@@ -133,6 +133,8 @@ class Settings:
     repo: str = ""
     repobranch: str = ""
     repofolder: str = ""
+    # Commits to fetch when cloning; 0 = the whole history (NBGITPULLER_DEPTH, as nbgitpuller).
+    checkout_depth: int = 1
     conda_env: str = ""
     allow_root: bool = False
     allow_origin: str = ""
@@ -170,12 +172,16 @@ class Settings:
         return "origin_host" in self.placeholders
 
     @property
-    def presentation_basename(self) -> str:
-        return os.path.basename(self.presentation_path) if self.presentation_path else ""
+    def app_dir(self) -> str:
+        """The app's working directory: the checkout, else --notebook-dir, else ours."""
+        return self.repofolder or self.working_dir or os.getcwd()
 
     @property
-    def presentation_dirname(self) -> str:
-        return os.path.dirname(self.presentation_path) if self.presentation_path else ""
+    def presentation_abspath(self) -> str:
+        """--presentation-path made absolute; a relative one is taken inside the checkout."""
+        if not self.presentation_path:
+            return ""
+        return os.path.normpath(os.path.join(self.app_dir, self.presentation_path))
 
 
 def _normalise_prefix(prefix: str) -> str:
@@ -222,14 +228,28 @@ def build_settings(
         raise SettingsError(str(e)) from e
 
     ip, port = listen_address(options.get("ip"), options.get("port"), environ)
-    presentation_path = str(options.get("presentation_path") or "")
-    if presentation_path:
-        presentation_path = os.path.abspath(presentation_path)
+    presentation_path = os.path.expanduser(str(options.get("presentation_path") or ""))
     working_dir = str(options.get("working_dir") or "")
     if working_dir:
         working_dir = os.path.abspath(os.path.expanduser(working_dir))
         if not os.path.isdir(working_dir):
             raise SettingsError(f"--notebook-dir {working_dir!r} is not a directory")
+
+    repo = str(options.get("repo") or "")
+    repofolder = str(options.get("repofolder") or "")
+    if repo and not repofolder:
+        from .checkout import default_folder
+
+        repofolder = default_folder(repo, working_dir or os.getcwd())
+    if repofolder:
+        repofolder = os.path.abspath(
+            os.path.join(working_dir or os.getcwd(), os.path.expanduser(repofolder))
+        )
+    depth_text = environ.get("NBGITPULLER_DEPTH", "1").strip() or "1"
+    try:
+        checkout_depth = int(depth_text)
+    except ValueError:
+        raise SettingsError(f"NBGITPULLER_DEPTH={depth_text!r} is not a whole number") from None
 
     ready_check_path = str(options.get("ready_check_path") or "/")
     if not ready_check_path.startswith("/"):
@@ -251,6 +271,8 @@ def build_settings(
         prefix=_normalise_prefix(environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")),
         presentation_path=presentation_path,
         working_dir=working_dir,
+        repofolder=repofolder,
+        checkout_depth=max(checkout_depth, 0),
         ready_check_path=ready_check_path,
         environ=MappingProxyType(dict(environ)),
         hub=hub,

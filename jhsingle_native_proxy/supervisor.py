@@ -168,8 +168,19 @@ class OutputPump:
 class AppSupervisor:
     """Keeps the app running and tells the proxy where it is and whether it is ready."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession, unix_socket: str = ""):
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        unix_socket: str = "",
+        environ: dict[str, str] | None = None,
+        resolve_command=None,
+    ):
+        """`environ` is the app's environment (the conda environment's, if any, activated at
+        start-up); `resolve_command` turns the command's first word into a path in it."""
         self.settings = settings
+        self.base_environ = dict(settings.environ if environ is None else environ)
+        self.resolve_command = resolve_command or (lambda argv, env: argv)
         self.session = session
         # The app's unix socket path, or "" for TCP on 127.0.0.1.
         self.unix_socket = unix_socket
@@ -179,6 +190,11 @@ class AppSupervisor:
         self.pid: int | None = None
         self.origin_host: str | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        # What happens now, for the progress page: a phase and its latest lines.
+        self.phase = "Waiting for the first visit" if settings.starts_at_first_request else ""
+        self.progress: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        # The app's environment, once prepared (checkout done, conda environment activated).
+        self.app_environ: dict[str, str] | None = None
         self._changed = asyncio.Event()
         self._kick = asyncio.Event()
         self._stopping = False
@@ -199,6 +215,9 @@ class AppSupervisor:
         if self._task is None:
             self._ensure_task()
         elif self.state is AppState.FAILED and self.failure and self.failure.retry_at is None:
+            # Starting again from now on: this request already sees the progress page.
+            # `failure` stays, so that page can say what went wrong last time.
+            self._set_state(AppState.STARTING)
             self._kick.set()
 
     async def wait_ready(self, timeout: float) -> bool:
@@ -276,16 +295,81 @@ class AppSupervisor:
             "port": port,
             "base_url": s.base_url,
             "unix_socket": self.unix_socket,
-            "presentation_path": s.presentation_path,
-            "presentation_basename": s.presentation_basename,
-            "presentation_dirname": s.presentation_dirname,
+            "presentation_path": s.presentation_abspath,
+            "presentation_basename": os.path.basename(s.presentation_abspath),
+            "presentation_dirname": os.path.dirname(s.presentation_abspath)
+            if s.presentation_abspath
+            else "",
             "origin_host": self.origin_host or "",
             "repofolder": s.repofolder,
         }
 
+    def recent_lines(self, count: int = 30) -> list[str]:
+        """What the progress page shows: preparation steps, then the app's latest output."""
+        return (list(self.progress) + list(self.output))[-count:]
+
+    def _progress_line(self, line: str) -> None:
+        """Add a progress line; a percentage update replaces the line it updates (as a terminal
+        would with a carriage return), so the page shows git's progress without a flood."""
+        line = line.rstrip()
+        if not line:
+            return
+        if self.progress and ":" in line:
+            head = line.split(":", 1)[0]
+            last = self.progress[-1]
+            if last.split(":", 1)[0] == head and "%" in line and "%" in last:
+                self.progress[-1] = line
+                return
+        self.progress.append(line)
+
+    async def _prepare(self) -> Failure | None:
+        """Before the first start: the git checkout and the conda environment, once.
+
+        Runs again after a failure, when the next request (or the page's retry button) asks.
+        """
+        s = self.settings
+        self.progress.clear()
+        if s.repo:
+            from .checkout import CheckoutError, checkout, redact
+
+            self.phase = f"Getting {redact(s.repo)}"
+            self._progress_line(self.phase)
+            loop = asyncio.get_running_loop()
+
+            def report(line: str) -> None:
+                loop.call_soon_threadsafe(self._progress_line, line)
+
+            try:
+                result = await asyncio.to_thread(
+                    checkout,
+                    s.repo,
+                    s.repofolder,
+                    s.repobranch,
+                    depth=s.checkout_depth or None,
+                    progress=report,
+                )
+            except CheckoutError as e:  # already logged by the checkout
+                self.phase = "The checkout failed"
+                return Failure(f"could not be prepared: {e}", list(self.progress))
+            except Exception as e:  # an unexpected failure must not kill the lifecycle
+                log.exception("The checkout of %s failed", redact(s.repo))
+                self.phase = "The checkout failed"
+                return Failure(f"could not be prepared: {redact(str(e))}", list(self.progress))
+            self._progress_line(f"{result.action}: {result.branch} at {result.commit[:12]}")
+            for note in result.notes:
+                self._progress_line(note)
+        self.app_environ = dict(self.base_environ)
+        return None
+
     async def _run_once(self) -> tuple[Failure, float]:
         """Start one instance and return why it ended and how long it was ready for."""
         s = self.settings
+        if self.app_environ is None:
+            failure = await self._prepare()
+            if failure is not None:
+                return failure, 0.0
+        self.phase = "Starting the app"
+        self._progress_line(self.phase)
         if self.unix_socket:
             port = 0
             # A socket file left by an earlier instance would make the app's bind fail.
@@ -294,6 +378,8 @@ class AppSupervisor:
         else:
             port = s.destport or free_port()
         argv = substitute_all(s.command, self._substitutions(port))
+        env = self.app_environ or {}
+        argv = self.resolve_command(argv, env)
         self.output.clear()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -307,8 +393,8 @@ class AppSupervisor:
             stderr=err_w,
             start_new_session=True,
             preexec_fn=_die_with_parent,
-            cwd=s.working_dir or None,
-            env=dict(s.environ),
+            cwd=s.app_dir,
+            env=env,
         )
         where = f"socket {self.unix_socket}" if self.unix_socket else f"port {port}"
         log.info("Starting the app on %s: %s", where, " ".join(argv))

@@ -71,13 +71,14 @@ def test_never_ready_app_is_killed_shown_and_retried_by_the_next_request(start_p
     first = proxy.app_pids()
     assert len(first) == 1
     wait_for(lambda: not pid_alive(first[0]), what="the never-ready app to be killed")
+    # The next request starts it again, and its page says what went wrong last time.
     page = proxy.get("", headers=HTML)
     assert page.status == 503
     assert b"did not answer HTTP at / within 1.5 seconds" in page.body
     assert b"warming up" in page.body
-    assert b"Try again" in page.body
-    # That request was the "next request": it starts the app again.
     wait_for(lambda: len(proxy.app_pids()) == 2, what="a second start")
+    # An API client's request after the second failure gets the reason in plain text.
+    wait_for(lambda: proxy.status().get("state") == "failed", what="the second failure")
 
 
 def test_app_killed_with_sigkill_is_restarted(start_proxy):

@@ -100,3 +100,21 @@ def test_connection_listed_headers_are_hop_by_hop_in_responses():
         ["X-A"],
     )
     assert out == [("Set-Cookie", "a"), ("Set-Cookie", "b")]
+
+
+def test_page_scripts_are_valid_javascript(tmp_path):
+    """A broken script leaves a person on a page that never moves on: have node parse it."""
+    import re
+    import shutil
+    import subprocess
+
+    from jhsingle_native_proxy import pages
+
+    node = shutil.which("node")
+    assert node, "node is needed (it comes with configurable-http-proxy)"
+    page = pages.loading_page("/user/a/_jhsnp/status", "Getting x", ["a", "b"], "crashed")
+    script = re.search(r"<script>(.*)</script>", page, re.S).group(1)
+    path = tmp_path / "page.js"
+    path.write_text(script)
+    result = subprocess.run([node, "--check", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

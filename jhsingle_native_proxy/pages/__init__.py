@@ -30,33 +30,64 @@ def _render(
     )
 
 
-# Polls the status endpoint and reloads the page (same URL, so the user lands where they asked)
-# once the app is ready, or once it has failed so that the error page shows.
-_POLL_SCRIPT = """
+# Polls the status endpoint and shows what happens now: the phase and its latest lines (git's
+# progress, then the app's output). Once the app is ready it reloads the page (same URL, so the
+# user lands where they asked). If the start fails it shows why, with a button to try again,
+# and stops polling: retrying is the person's decision, not a loop of ours.
+_POLL_SCRIPT = r"""
 (function () {
-  var url = %s, delay = 300;
+  var url = %s, delay = 400;
+  function el(id) { return document.getElementById(id); }
   function check() {
     fetch(url, {cache: "no-store", credentials: "same-origin"})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
-        if (s && (s.state === "ready" || s.state === "failed")) { location.reload(); return; }
-        delay = Math.min(delay * 1.5, 2000); setTimeout(check, delay);
+        if (s && s.state === "ready") { location.reload(); return; }
+        if (s && s.state === "failed" && s.retry_in !== undefined) { location.reload(); return; }
+        if (s && s.phase) { el("phase").textContent = s.phase + "\u2026"; }
+        if (s && s.lines && s.lines.length) {
+          el("lines").textContent = s.lines.join("\n"); el("lines").hidden = false;
+          el("lines").scrollTop = el("lines").scrollHeight;
+        }
+        if (s && s.state === "failed") {
+          el("heading").textContent = "Your app could not be started";
+          el("reason").textContent = "The app " + s.reason + ".";
+          el("failure").hidden = false; el("spinner").hidden = true; el("phase").hidden = true;
+          return;
+        }
+        setTimeout(check, delay);
       })
-      .catch(function () { delay = Math.min(delay * 1.5, 2000); setTimeout(check, delay); });
+      .catch(function () { delay = Math.min(delay * 1.5, 3000); setTimeout(check, delay); });
   }
-  setTimeout(check, delay);
+  setTimeout(check, 200);
 })();
 """
 
 
-def loading_page(status_url: str) -> str:
+def loading_page(
+    status_url: str, phase: str = "", lines: list[str] | None = None, previous: str = ""
+) -> str:
+    """The progress page. `previous` says why the last attempt failed, if one did."""
+    shown = "\n".join(lines or [])
+    earlier = (
+        f'<p class="muted">The last attempt failed: the app {html.escape(previous)}. '
+        "Trying again now.</p>"
+        if previous
+        else ""
+    )
     body = (
-        '<h1 role="status" aria-live="polite"><span class="spinner" aria-hidden="true"></span>'
-        "Starting the app&hellip;</h1>"
+        '<h1><span id="spinner" class="spinner" aria-hidden="true"></span>'
+        '<span id="heading">Starting your app</span></h1>'
+        f'<p id="phase" role="status" aria-live="polite">{html.escape(phase or "Starting the app")}'
+        f"&hellip;</p>{earlier}"
+        '<div id="failure" hidden role="alert"><p id="reason"></p>'
+        '<p><a class="button" href="">Try again</a></p></div>'
+        f'<pre id="lines" aria-label="Latest progress"{"" if shown else " hidden"}>'
+        f"{html.escape(shown)}</pre>"
         '<p class="muted">This page moves on by itself as soon as the app is ready.</p>'
     )
     return _render(
-        "Starting the app", body, refresh_seconds=2, script=_POLL_SCRIPT % json.dumps(status_url)
+        "Starting your app", body, refresh_seconds=5, script=_POLL_SCRIPT % json.dumps(status_url)
     )
 
 

@@ -269,7 +269,11 @@ class AppRequestMixin:
             return False
         if browser:
             status_url = f"{settings.base_url}/{RESERVED}status"
-            self.send_page(503, pages.loading_page(status_url), retry_after=1)
+            previous = supervisor.failure.reason if supervisor.failure else ""
+            page = pages.loading_page(
+                status_url, supervisor.phase, supervisor.recent_lines(), previous
+            )
+            self.send_page(503, page, retry_after=1)
         else:
             self.send_error_page(
                 503,

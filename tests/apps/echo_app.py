@@ -244,6 +244,7 @@ async def main() -> None:
     parser.add_argument("--delay-start", type=float, default=0)
     parser.add_argument("--exit-after", type=float, default=0)
     parser.add_argument("--say", default="")
+    parser.add_argument("--say-env", action="append", default=[], help="print this variable")
     parser.add_argument("--unix", default="", help="listen on this unix socket, not the port")
     parser.add_argument("--max-message", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--flood", type=int, default=0, help="MB of output before listening")
@@ -255,6 +256,9 @@ async def main() -> None:
         print(args.say, flush=True)
     print(f"echo app argv: {json.dumps(sys.argv[1:])}", flush=True)
     print(f"echo app cwd: {os.getcwd()}", flush=True)
+    print(f"echo app python: {sys.executable}", flush=True)
+    for name in args.say_env:
+        print(f"echo app env {name}={os.environ.get(name, '')}", flush=True)
     if args.flood:
         line = "flood " + "x" * 1000 + "\n"
         for _ in range(args.flood * 1000):
