@@ -66,7 +66,12 @@ class ActivityReporter:
     @property
     def enabled(self) -> bool:
         s = self.settings
-        return bool(s.last_activity_interval > 0 and s.hub.activity_url and s.hub.api_token)
+        return bool(
+            s.update_last_activity
+            and s.last_activity_interval > 0
+            and s.hub.activity_url
+            and s.hub.api_token
+        )
 
     def start(self) -> None:
         if self.enabled:

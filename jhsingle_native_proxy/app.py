@@ -13,6 +13,7 @@ import time
 from tornado import web
 from tornado.routing import Rule
 
+from .activity import isoformat
 from .auth import AuthMixin, OAuthCallbackHandler, cookie_secret
 from .base import RESERVED, BaseHandler, Services
 from .proxy.http import PROXIED_METHODS, ProxyHandler
@@ -70,6 +71,7 @@ class StatusHandler(AuthMixin, BaseHandler):
             "state": supervisor.state.value,
             "phase": supervisor.phase,
             "lines": supervisor.recent_lines(),
+            "last_activity": isoformat(self.services.activity.last),
         }
         if supervisor.state is AppState.FAILED and supervisor.failure is not None:
             body["reason"] = supervisor.failure.reason

@@ -23,6 +23,7 @@ import sys
 import click
 
 from ._version import __version__
+from .serverproxy import ConfigError, describe_servers, find_server, load_config_file
 from .settings import SettingsError, build_settings
 
 PROG = "jhsingle-native-proxy"
@@ -133,10 +134,73 @@ def _options(f):
         ),
         click.option(
             "--ready-timeout",
+            "--timeout",
+            "ready_timeout",
             type=click.FloatRange(min=0, min_open=True),
             default=10,
             show_default=True,
             help="Seconds the app has to become ready after a start.",
+        ),
+        click.option(
+            "--env",
+            "env",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set a variable in the app's environment ({port}, {base_url}, {unix_socket} "
+            "filled in); repeatable.",
+        ),
+        click.option(
+            "--absolute-url/--no-absolute-url",
+            default=False,
+            help="The app sees the full path, prefix included (apps told their base URL), and "
+            "its redirects are left alone.",
+        ),
+        click.option(
+            "--mappath",
+            multiple=True,
+            metavar="FROM=TO",
+            help="Send requests for the path FROM (after the prefix) to TO on the app; repeatable.",
+        ),
+        click.option(
+            "--request-header",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="Set this header on every request to the app (templates filled in); repeatable.",
+        ),
+        click.option(
+            "--update-last-activity/--no-update-last-activity",
+            default=True,
+            show_default=True,
+            help="Report traffic through the proxy to the hub as activity.",
+        ),
+        click.option(
+            "--activity-exclude",
+            multiple=True,
+            metavar="PATH",
+            help="Requests under PATH (after the prefix, e.g. /healthz) are not activity; "
+            "repeatable.",
+        ),
+        click.option(
+            "--config",
+            "config_file",
+            default="",
+            metavar="FILE",
+            help="A Jupyter-style config file with c.ServerProxy.servers (jupyter-server-proxy's "
+            "format).",
+        ),
+        click.option(
+            "--server",
+            "server_name",
+            default="",
+            metavar="NAME",
+            help="Run the server NAME from --config, or from an installed "
+            "jupyter_serverproxy_servers plugin.",
+        ),
+        click.option(
+            "--list-servers",
+            is_flag=True,
+            default=False,
+            help="List the servers from --config and installed plugins, and exit.",
         ),
         click.option("--repo", default="", help="Git repository to check out before starting."),
         click.option(
@@ -268,6 +332,12 @@ def _command(command: tuple[str, ...], disable_user_config: bool, **options) -> 
     options["command"] = list(command)
     if disable_user_config:
         options["ignored_flags"] = ("--disable-user-config",)
+    ctx = click.get_current_context()
+    options["explicit"] = {
+        name
+        for name in options
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
     return options
 
 
@@ -290,7 +360,66 @@ def parse_args(argv: list[str], environ: dict[str, str]):
             ignored.append(f"--{name}")
     options["ignored_flags"] = tuple(ignored)
     command = options.pop("command") + tail
+    config_servers = load_config_file(options["config_file"]) if options["config_file"] else {}
+    if options.pop("list_servers"):
+        for line in describe_servers(config_servers):
+            click.echo(line)
+        raise SystemExit(0)
+    server = None
+    if options["server_name"]:
+        server = find_server(options["server_name"], config_servers)
+    elif config_servers and not command:
+        if len(config_servers) > 1:
+            raise SettingsError(
+                f"{options['config_file']} has several servers "
+                f"({', '.join(sorted(config_servers))}): choose one with --server NAME"
+            )
+        server = next(iter(config_servers.values()))
+    if server is not None:
+        options, command = merge_server(server, options, command)
+    for option in ("env", "mappath", "request_header"):
+        options[option] = pairs(options[option], "--" + option.replace("_", "-"))
     return build_settings(options, command, environ)
+
+
+def pairs(values, option: str) -> dict[str, str]:
+    """KEY=VALUE options as a dict."""
+    given = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"{option} {value!r}: write it as NAME=VALUE")
+        given[key] = rest
+    return given
+
+
+def merge_server(server, options: dict, command: list[str]):
+    """A server description under the command line: options given on the command line win."""
+    explicit = options["explicit"]
+
+    def take(option: str, value) -> None:
+        if value is not None and option not in explicit:
+            options[option] = value
+
+    take("ready_timeout", server.timeout)
+    take("destport", server.port)
+    take("absolute_url", server.absolute_url)
+    take("raw_socket_proxy", server.raw_socket_proxy)
+    take("update_last_activity", server.update_last_activity)
+    if server.unix_socket is not None:
+        take("unix_socket", "auto" if server.unix_socket is True else (server.unix_socket or ""))
+    # Dicts or callables; the command line's own values are laid over them key by key.
+    options["server_env"] = server.environment
+    options["server_mappath"] = server.mappath
+    options["server_request_header"] = server.request_headers_override
+    options["server_ignored"] = server.ignored
+    options["server_label"] = f"{server.name} ({server.source})"
+    if not command and server.command is not None:
+        if callable(server.command):
+            options["command_factory"] = server.command
+        else:
+            command = list(server.command)
+    return options, command
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -312,8 +441,12 @@ def main(argv: list[str] | None = None) -> None:
         fail(e.format_message())
     except click.exceptions.Abort:
         raise SystemExit(130) from None
-    except SettingsError as e:
+    except (SettingsError, ConfigError) as e:
         fail(str(e))
+    except SystemExit:
+        raise
+    except Exception as e:  # a bug of ours: one line, not a traceback
+        fail(f"internal error: {type(e).__name__}: {e}", 1)
 
     from .server import StartupError, run
 

@@ -129,6 +129,10 @@ def listen(settings: Settings) -> list:
 async def serve(settings: Settings) -> None:
     for flag in settings.ignored_flags:
         log.warning("Ignoring jupyterhub-singleuser option %s: it has no meaning here", flag)
+    if settings.server_label:
+        log.info("Running the server %s", settings.server_label)
+    for key in settings.server_ignored:
+        log.warning("Ignoring the server option %r: it belongs to JupyterLab's launcher", key)
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     server_ssl, client_ssl = ssl_contexts(settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -151,6 +151,20 @@ class Settings:
     working_dir: str = ""
     shutdown_grace: float = 5.0
     hub_probe_timeout: float = 25.0
+    # jupyter-server-proxy's server-process options. From the command line, dicts; from a
+    # config file or plugin (server_*), dicts or callables. Command-line keys win.
+    command_factory: Callable | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    mappath: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    request_header: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    server_env: Mapping[str, str] | Callable | None = None
+    server_mappath: Mapping[str, str] | Callable | None = None
+    server_request_header: Mapping[str, str] | Callable | None = None
+    absolute_url: bool = False
+    update_last_activity: bool = True
+    activity_exclude: tuple[str, ...] = ()
+    server_label: str = ""
+    server_ignored: tuple[str, ...] = ()
     hub: HubSettings = field(default_factory=HubSettings)
     # Names of jupyterhub-singleuser flags we were given but have no use for (warned about once).
     ignored_flags: tuple[str, ...] = ()
@@ -217,15 +231,23 @@ def build_settings(
     options: Mapping[str, object], command: list[str], environ: Mapping[str, str]
 ) -> Settings:
     """Validate the parsed options and the environment into one Settings object."""
-    if not command:
+    if not command and not options.get("command_factory"):
         raise SettingsError(
             "no command given: put the app's command after the options, e.g. "
             "jhsingle-native-proxy -- python3 -m http.server {port}"
         )
     try:
         command_templates.placeholders(command)
+        for key in ("env", "request_header", "server_env", "server_request_header"):
+            values = options.get(key)
+            if isinstance(values, Mapping):
+                command_templates.placeholders(values.values())
     except command_templates.TemplateError as e:
         raise SettingsError(str(e)) from e
+    excluded = []
+    for path in options.get("activity_exclude") or ():
+        excluded.append(path if path.startswith("/") else "/" + path)
+    options = {**options, "activity_exclude": tuple(excluded)}
 
     ip, port = listen_address(options.get("ip"), options.get("port"), environ)
     presentation_path = os.path.expanduser(str(options.get("presentation_path") or ""))

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from simpervisor import SupervisedProcess, atexitasync
 
-from .command import substitute_all
+from .command import TemplateError, substitute, substitute_all
+from .serverproxy import CALLABLE_ARGUMENTS, ConfigError, call_with_arguments
 from .settings import Settings
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -190,6 +191,8 @@ class AppSupervisor:
         self.pid: int | None = None
         self.origin_host: str | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        # Headers every request to the app carries (--request-header, request_headers_override).
+        self.request_headers: list[tuple[str, str]] = []
         # What happens now, for the progress page: a phase and its latest lines.
         self.phase = "Waiting for the first visit" if settings.starts_at_first_request else ""
         self.progress: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
@@ -289,6 +292,39 @@ class AppSupervisor:
             return "http://localhost"
         return f"http://127.0.0.1:{self.port}"
 
+    def _build(self, port: int) -> tuple[list[str], dict[str, str], list[tuple[str, str]]]:
+        """The command, environment and request headers for one start, templates filled in.
+
+        Callables from a config file or plugin are called here, at each start, with the
+        arguments they ask for, as jupyter-server-proxy does.
+        """
+        s = self.settings
+        values = self._substitutions(port)
+        arguments = {k: values[k] for k in CALLABLE_ARGUMENTS}
+
+        def resolved(value, what: str):
+            if callable(value):
+                value = call_with_arguments(value, arguments, what)
+            return value
+
+        command = (
+            resolved(s.command_factory, "the server's command")
+            if s.command_factory
+            else list(s.command)
+        )
+        if not isinstance(command, (list, tuple)) or not all(isinstance(a, str) for a in command):
+            raise ConfigError(f"the server's command must give a list of strings, not {command!r}")
+        argv = substitute_all(command, values)
+        env = dict(self.app_environ or {})
+        extra = {**(resolved(s.server_env, "the server's environment") or {}), **s.env}
+        env.update({k: substitute(str(v), values) for k, v in extra.items()})
+        headers = {
+            **(resolved(s.server_request_header, "the server's request_headers_override") or {}),
+            **s.request_header,
+        }
+        header_list = [(k, substitute(str(v), values)) for k, v in headers.items()]
+        return self.resolve_command(argv, env), env, header_list
+
     def _substitutions(self, port: int) -> dict[str, object]:
         s = self.settings
         return {
@@ -377,9 +413,11 @@ class AppSupervisor:
                 os.unlink(self.unix_socket)
         else:
             port = s.destport or free_port()
-        argv = substitute_all(s.command, self._substitutions(port))
-        env = self.app_environ or {}
-        argv = self.resolve_command(argv, env)
+        try:
+            argv, env, self.request_headers = self._build(port)
+        except (ConfigError, TemplateError) as e:
+            log.error("The app cannot be started: %s", e)
+            return Failure(f"could not be started: {e}", []), 0.0
         self.output.clear()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

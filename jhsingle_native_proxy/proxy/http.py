@@ -24,6 +24,7 @@ from yarl import URL
 from .. import pages
 from ..auth import AuthMixin, is_hub_cookie, user_info
 from ..base import RESERVED, BaseHandler
+from ..serverproxy import map_path
 from ..supervisor import AppState
 from . import headers as h
 
@@ -291,9 +292,16 @@ class AppRequestMixin:
         settings = self.services.settings
         uri = self.request.uri or "/"
         path, _, query = uri.partition("?")
-        rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
-        if not rest.startswith("/"):
-            rest = "/" + rest
+        if settings.absolute_url:
+            rest = path
+        else:
+            rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
+            if not rest.startswith("/"):
+                rest = "/" + rest
+        if rest in settings.mappath:
+            rest = settings.mappath[rest]
+        elif settings.server_mappath:
+            rest = map_path(settings.server_mappath, rest)
         query = h.strip_query_arg(query)
         if self.token_authenticated and self.get_query_argument("token", ""):
             query = h.strip_query_arg(query, "token")
@@ -326,7 +334,22 @@ class AppRequestMixin:
             )
         if settings.forward_user_info and self.viewer is not None:
             headers.append((h.USER_HEADER, user_info(self.viewer)))
+        overrides = self.services.supervisor.request_headers
+        if overrides:
+            replaced = {h.canonical_name(n) for n, _ in overrides}
+            headers = [(n, v) for n, v in headers if h.canonical_name(n) not in replaced]
+            headers.extend(overrides)
         return headers
+
+    def counts_as_activity(self) -> bool:
+        """--activity-exclude paths (health checks, say) leave the server looking idle."""
+        settings = self.services.settings
+        if not settings.activity_exclude:
+            return True
+        path = (self.request.path or "")[len(settings.base_url) :]
+        return not any(
+            path == p or path.startswith(p.rstrip("/") + "/") for p in settings.activity_exclude
+        )
 
 
 @web.stream_request_body
@@ -337,6 +360,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
 
     _body: BodyPipe | None = None
     _upstream: asyncio.Task | None = None
+    _activity = True
 
     async def prepare(self) -> None:
         # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
@@ -355,7 +379,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             return
         if not await self.wait_for_app():
             return
-        self.services.activity.touch()
+        self._activity = self.counts_as_activity()
+        if self._activity:
+            self.services.activity.touch()
         self.open_upstream()
 
     def open_upstream(self) -> None:
@@ -423,9 +449,11 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             self.send_error_page(502, "the app closed the connection without an answer")
             return
         try:
-            await relay_response(self, response, settings.base_url, self._app_port)
+            base_url = "" if settings.absolute_url else settings.base_url
+            await relay_response(self, response, base_url, self._app_port)
         finally:
-            self.services.activity.touch()
+            if self._activity:
+                self.services.activity.touch()
 
 
 def _quiet(task: asyncio.Future) -> None:
