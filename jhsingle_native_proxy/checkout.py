@@ -26,9 +26,10 @@ Credentials in the URL are used for the network commands only: the clone's `orig
 without them, and every message, log line, progress line and exception text goes through
 `redact` (and through a scrubber that also knows this URL's password), because GitPython's
 errors carry the whole command line and git's stderr. Every git command runs with a deadline
-(GitPython's `kill_after_timeout`, sharing the `timeout` of the whole checkout), in a new
-session without a terminal and with prompts switched off, so a password prompt fails at once
-instead of hanging the server's start.
+(GitPython's `kill_after_timeout`, sharing the `timeout` of the whole checkout), with prompts
+switched off, so a password prompt fails at once instead of hanging the server's start. The proxy
+runs checkouts through `checkout_runner`, in a session of their own without a terminal (so not
+even ssh can ask for a passphrase), which it can end, git included, at shutdown.
 
 Configuration is passed in by the caller; this module does not read `os.environ` (git itself
 inherits the environment, so the user's credential helpers and proxies still apply).
@@ -301,7 +302,6 @@ class _Session:
             stdout_as_string=False,
             kill_after_timeout=limit,
             env=_ENV,
-            start_new_session=True,
         )
         result = _Result(status, out.decode("utf-8", "surrogateescape"), err or "")
         if status != 0 and time.monotonic() - started >= limit - 0.05:
@@ -320,7 +320,6 @@ class _Session:
             as_process=True,
             universal_newlines=True,  # git ends progress lines with \r: this splits them too
             env=_ENV,
-            start_new_session=True,
         )
         progress = _Progress(self)
         handle_process_output(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 import os
 import signal
@@ -203,6 +204,7 @@ class AppSupervisor:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._process: _AppProcess | None = None
+        self._checkout_process: asyncio.subprocess.Process | None = None
 
     # -- what the proxy asks ------------------------------------------------------------------
 
@@ -239,6 +241,9 @@ class AppSupervisor:
         """End the app and everything it started; no restart after this."""
         self._stopping = True
         self._kick.set()
+        if self._checkout_process is not None:
+            # A checkout under way ends now (git included); the next start repairs it.
+            _signal_group(self._checkout_process.pid, signal.SIGKILL)
         if self._process is not None and self._process.pid:
             await self._end_group(self._process)
         if self._task is not None:
@@ -366,35 +371,58 @@ class AppSupervisor:
         s = self.settings
         self.progress.clear()
         if s.repo:
-            from .checkout import CheckoutError, checkout, redact
+            from .checkout import redact
 
             self.phase = f"Getting {redact(s.repo)}"
             self._progress_line(self.phase)
-            loop = asyncio.get_running_loop()
-
-            def report(line: str) -> None:
-                loop.call_soon_threadsafe(self._progress_line, line)
-
-            try:
-                result = await asyncio.to_thread(
-                    checkout,
-                    s.repo,
-                    s.repofolder,
-                    s.repobranch,
-                    depth=s.checkout_depth or None,
-                    progress=report,
-                )
-            except CheckoutError as e:  # already logged by the checkout
+            failure = await self._checkout()
+            if failure is not None:
                 self.phase = "The checkout failed"
-                return Failure(f"could not be prepared: {e}", list(self.progress))
-            except Exception as e:  # an unexpected failure must not kill the lifecycle
-                log.exception("The checkout of %s failed", redact(s.repo))
-                self.phase = "The checkout failed"
-                return Failure(f"could not be prepared: {redact(str(e))}", list(self.progress))
-            self._progress_line(f"{result.action}: {result.branch} at {result.commit[:12]}")
-            for note in result.notes:
-                self._progress_line(note)
+                return failure
         self.app_environ = dict(self.base_environ)
+        return None
+
+    async def _checkout(self) -> Failure | None:
+        """The git checkout, in a child process (see checkout_runner) that stop() can end."""
+        s = self.settings
+        request = {
+            "url": s.repo,
+            "folder": s.repofolder,
+            "branch": s.repobranch,
+            "depth": s.checkout_depth or None,
+            "debug": s.debug,
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "jhsingle_native_proxy.checkout_runner",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env=dict(s.environ),
+        )
+        self._checkout_process = process
+        try:
+            process.stdin.write(json.dumps(request).encode())
+            await process.stdin.drain()
+            process.stdin.close()
+            outcome = None
+            async for raw in process.stdout:
+                kind, _, text = raw.decode("utf-8", "replace").rstrip("\n").partition(" ")
+                if kind == "P":
+                    self._progress_line(text)
+                elif kind in ("R", "E"):
+                    outcome = (kind, text)
+            code = await process.wait()
+        finally:
+            self._checkout_process = None
+        if outcome is None or outcome[0] == "E":
+            reason = outcome[1] if outcome else f"the checkout ended with status {code}"
+            return Failure(f"could not be prepared: {reason}", list(self.progress))
+        result = json.loads(outcome[1])
+        self._progress_line(f"{result['action']}: {result['branch']} at {result['commit'][:12]}")
+        for note in result["notes"]:
+            self._progress_line(note)
         return None
 
     async def _run_once(self) -> tuple[Failure, float]:

@@ -233,3 +233,34 @@ def test_missing_conda_is_a_clear_startup_error(tmp_path, name):
     assert "Traceback" not in result.stderr
     assert "conda" in result.stderr
     assert len([x for x in result.stderr.splitlines() if "error" in x]) == 1
+
+
+def test_shutdown_during_a_slow_checkout_ends_git_too(start_proxy, tmp_path):
+    """SIGTERM while a clone runs: the proxy exits at once, and no git is left behind."""
+    import time
+
+    upstream = make_upstream(tmp_path)
+    bindir = slow_git(tmp_path, 60)
+    proxy = start_proxy(
+        ["--repo", f"file://{upstream}", "--repofolder", "work"],
+        env={"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"},
+        wait="listening",
+    )
+    proxy.wait_log("Cloning")
+    started = time.monotonic()
+    assert proxy.stop(timeout=30) == 0
+    assert time.monotonic() - started < 20, "shutdown waited for the clone"
+
+    def slow_gits():
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if str(bindir).encode() in cmdline:
+                    found.append(int(entry))
+        return found
+
+    wait_for(lambda: not slow_gits(), 10, what="the slowed-down git to be gone")
