@@ -311,16 +311,17 @@ def _run_scripts(scripts: list[str], env: dict[str, str]) -> dict[str, str]:
 
     The scripts' own stdout goes to stderr, so stdout carries only NUL-separated records of ours:
     `run N` before script N, `failed STATUS N` if it returned non-zero, then `env` and the
-    variables (`env -0`). A script that ends the shell is the last one that ran. A NUL on stderr
-    before each script lets an error quote what that script said, not what an earlier one did.
+    variables (`env -0`). A script that returns non-zero is logged and activation goes on, as
+    `conda activate` does (many scripts end on a test that fails harmlessly); a script that ends
+    the shell is an error, and is the last one that ran. A NUL on stderr before each script lets
+    a message quote what that script said, not what an earlier one did.
     """
     lines = []
     for i, script in enumerate(scripts):
         lines.append(f"printf 'run\\000%s\\000' {i}")
         lines.append("printf '\\000' >&2")  # so the error shows this script's stderr only
         lines.append(
-            f". {shlex.quote(script)} >&2 || "
-            f"{{ printf 'failed\\000%s\\000%s\\000' \"$?\" {i}; exit 1; }}"
+            f". {shlex.quote(script)} >&2 || printf 'failed\\000%s\\000%s\\000' \"$?\" {i}"
         )
     lines.append("printf 'env\\000'")
     lines.append("exec env -0")
@@ -340,11 +341,12 @@ def _run_scripts(scripts: list[str], env: dict[str, str]) -> dict[str, str]:
             i += 2
         elif record == b"failed" and i + 2 < len(records):
             status, index = records[i + 1].decode(), int(records[i + 2])
-            reason = _one_line(os.fsdecode(err.rsplit(b"\0", 1)[-1]))
-            raise CondaError(
-                f"the activation script {scripts[index]} failed (status {status})"
-                + (f": {reason}" if reason else "")
+            log.warning(
+                "The activation script %s returned status %s; going on, as conda does",
+                scripts[index],
+                status,
             )
+            i += 3
         elif record == b"env" and code == 0:
             result: dict[str, str] = {}
             for entry in records[i + 1 :]:
