@@ -227,3 +227,33 @@ def test_a_real_plugin_from_pypi(start_proxy, tmp_path):
     response = proxy.get("")
     assert response.status == 200
     assert b"served by a real plugin" in response.body
+
+
+def test_config_file_scalar_options(start_proxy, tmp_path):
+    port = free_port()
+    path = tmp_path / "scalar_config.py"
+    path.write_text(
+        textwrap.dedent(f"""
+        import sys
+        c.ServerProxy.servers = {{"scalar": {{
+            "command": [sys.executable, {ECHO_APP!r}, "{{port}}", "--unix", "{{unix_socket}}"],
+            "absolute_url": True,
+            "unix_socket": True,
+            "port": {port},
+            "timeout": 15,
+        }}}}
+    """)
+    )
+    proxy = start_with(start_proxy, "--config", str(path), "--ready-check-path", "/user/alice/")
+    assert "Starting the app on socket" in proxy.log()  # unix_socket wins over port
+    assert proxy.get("echo").json()["uri"] == "/user/alice/echo"
+
+
+def test_no_update_last_activity_sends_no_reports(start_proxy):
+    dead = f"http://127.0.0.1:{free_port()}/hub/api/users/alice/activity"
+    env = {"JUPYTERHUB_ACTIVITY_URL": dead, "JUPYTERHUB_API_TOKEN": "t"}
+    quiet = start_proxy(["--last-activity-interval", "1", "--no-update-last-activity"], env=env)
+    control = start_proxy(["--last-activity-interval", "1"], env=env)
+    # Once the control has tried twice, the quiet one would have tried too.
+    control.wait_log("Cannot report activity", count=2)
+    assert "report activity" not in quiet.log() and "Reported activity" not in quiet.log()
