@@ -69,7 +69,10 @@ class Failure:
 
     reason: str
     output: list[str] = field(default_factory=list)
-    # When an automatic restart is due (monotonic clock), or None if the next request retries.
+    # True if the app ran and exited: it is restarted by itself, after a backoff. Otherwise
+    # (not prepared, not started, never ready) the next request retries.
+    exited: bool = False
+    # When the automatic restart is due (monotonic clock); None until one is scheduled.
     retry_at: float | None = None
 
 
@@ -189,7 +192,6 @@ class AppSupervisor:
         self.state = AppState.WAITING
         self.failure: Failure | None = None
         self.port: int | None = None
-        self.pid: int | None = None
         self.origin_host: str | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
         # Headers every request to the app carries (--request-header, request_headers_override).
@@ -219,7 +221,7 @@ class AppSupervisor:
             self.origin_host = host
         if self._task is None:
             self._ensure_task()
-        elif self.state is AppState.FAILED and self.failure and self.failure.retry_at is None:
+        elif self.state is AppState.FAILED and self.failure and not self.failure.exited:
             # Starting again from now on: this request already sees the progress page.
             # `failure` stays, so that page can say what went wrong last time.
             self._set_state(AppState.STARTING)
@@ -272,7 +274,7 @@ class AppSupervisor:
             failure, up_for = await self._run_once()
             if self._stopping:
                 break
-            if failure.retry_at is None:
+            if not failure.exited:
                 # Failed to start or never ready: wait for a request before trying again.
                 self.failure = failure
                 self._set_state(AppState.FAILED)
@@ -480,7 +482,6 @@ class AppSupervisor:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._process = process
-        self.pid = process.pid
         self.port = port
         pumps = [
             asyncio.create_task(
@@ -500,9 +501,9 @@ class AppSupervisor:
                 code = await asyncio.shield(process.exited)
                 up_for = time.monotonic() - ready_at
                 reason = describe_exit(code)
-                retry = True
+                exited = True
             elif process.exited.done():
-                reason, up_for, retry = describe_exit(process.exited.result()), 0.0, True
+                reason, up_for, exited = describe_exit(process.exited.result()), 0.0, True
             else:
                 what = (
                     "accept connections"
@@ -510,13 +511,13 @@ class AppSupervisor:
                     else (f"answer HTTP at {s.ready_check_path}")
                 )
                 reason = f"did not {what} within {s.ready_timeout:g} seconds"
-                up_for, retry = 0.0, False
+                up_for, exited = 0.0, False
             if not self._stopping:
                 log.error("The app %s", reason)
             # Leftover members of the group (an `sh -c` app's children) must not hold the port.
             await self._end_group(process)
             await asyncio.wait(pumps, timeout=2)
-            failure = Failure(reason, list(self.output), retry_at=0.0 if retry else None)
+            failure = Failure(reason, list(self.output), exited=exited)
             return failure, up_for
         finally:
             for pump in pumps:

@@ -68,7 +68,8 @@ class BodyPipe:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(BODY_QUEUE_CHUNKS)
         self._abandoned = asyncio.Event()
 
-    async def put(self, chunk: bytes) -> None:
+    async def put(self, chunk: bytes | None) -> None:
+        """Queue a chunk (None marks the end of the body)."""
         if self._abandoned.is_set():
             return
         try:
@@ -86,7 +87,7 @@ class BodyPipe:
 
     async def put_end(self) -> None:
         if not self._abandoned.is_set():
-            await self.put(None)  # type: ignore[arg-type]
+            await self.put(None)
 
     def abandon(self) -> None:
         self._abandoned.set()
@@ -110,15 +111,6 @@ def _has_body(request) -> bool:
         return int(headers.get("Content-Length", "0")) > 0
     except ValueError:
         return False
-
-
-class UpstreamError(Exception):
-    """The app could not be reached or did not answer in time; `status` says which (502/504)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def new_app_session(unix_socket: str = "") -> aiohttp.ClientSession:

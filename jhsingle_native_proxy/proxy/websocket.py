@@ -241,6 +241,3 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
             await upstream.close(code=code, message=reason)
         if self._pump is not None:
             self._pump.cancel()
-
-    def on_connection_close(self) -> None:
-        super().on_connection_close()
