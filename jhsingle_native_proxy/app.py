@@ -16,6 +16,7 @@ from tornado.routing import Rule
 from .activity import isoformat
 from .auth import AuthMixin, OAuthCallbackHandler, cookie_secret
 from .base import RESERVED, BaseHandler, Services
+from .proxy.headers import scrub_uri
 from .proxy.http import PROXIED_METHODS, ProxyHandler
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
@@ -23,10 +24,16 @@ from .supervisor import AppState
 access_log = logging.getLogger("jhsingle_native_proxy.access")
 
 
-class AddSlashHandler(BaseHandler):
-    """`{prefix}` without its slash: redirect to `{prefix}/`, keeping the query."""
+@web.stream_request_body
+class EarlyAnswerHandler(BaseHandler):
+    """A handler that answers from `prepare`, before tornado reads a byte of the body."""
 
     SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
+    unread_body = True
+
+
+class AddSlashHandler(EarlyAnswerHandler):
+    """`{prefix}` without its slash: redirect to `{prefix}/`, keeping the query."""
 
     def prepare(self) -> None:
         path, sep, query = (self.request.uri or "").partition("?")
@@ -35,10 +42,8 @@ class AddSlashHandler(BaseHandler):
         self.redirect(path + "/" + sep + query, status=status)
 
 
-class CanonicalPrefixHandler(BaseHandler):
+class CanonicalPrefixHandler(EarlyAnswerHandler):
     """A prefix that arrives with `@` percent-encoded (`%40`) goes to the canonical spelling."""
-
-    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
 
     def prepare(self) -> None:
         prefix = self.services.settings.prefix
@@ -52,13 +57,12 @@ class CanonicalPrefixHandler(BaseHandler):
         raise web.HTTPError(404)
 
 
-class NotFoundHandler(BaseHandler):
-    SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
-
+class NotFoundHandler(EarlyAnswerHandler):
     def prepare(self) -> None:
         raise web.HTTPError(404)
 
 
+@web.stream_request_body  # a body sent here is read and dropped, never kept
 class StatusHandler(AuthMixin, BaseHandler):
     """`{prefix}/_jhsnp/status`: the app's state as JSON, polled by the loading page."""
 
@@ -70,7 +74,8 @@ class StatusHandler(AuthMixin, BaseHandler):
         body: dict[str, object] = {
             "state": supervisor.state.value,
             "phase": supervisor.phase,
-            "lines": supervisor.recent_lines(),
+            # The app's output may hold tracebacks and tokens: the owner's (and admins') only.
+            "lines": supervisor.recent_lines() if self.viewer_sees_output else [],
             "last_activity": isoformat(self.services.activity.last),
         }
         if supervisor.state is AppState.FAILED and supervisor.failure is not None:
@@ -84,7 +89,7 @@ class StatusHandler(AuthMixin, BaseHandler):
 
 
 def log_request(handler: web.RequestHandler) -> None:
-    """One access line per request: method, path, status, milliseconds."""
+    """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.WARNING
     access_log.log(
@@ -92,7 +97,7 @@ def log_request(handler: web.RequestHandler) -> None:
         "%d %s %s %.1fms",
         status,
         handler.request.method,
-        handler.request.uri,
+        scrub_uri(handler.request.uri or ""),
         1000.0 * handler.request.request_time(),
     )
 

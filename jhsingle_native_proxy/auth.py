@@ -29,6 +29,9 @@ from jupyterhub.services.auth import check_scopes as hub_check_scopes
 from tornado import web
 
 from . import pages
+from .base import BaseHandler
+from .login_state import StatelessHubOAuth
+from .proxy import headers as h
 from .settings import HubSettings, Settings
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -68,9 +71,11 @@ def make_hub_auth(settings: Settings) -> HubOAuth:
         cookie_options=dict(hub.cookie_options),
         cache_max_age=60,
     )
-    if "cookie_host_prefix_enabled" in HubOAuth.class_trait_names():
+    if "cookie_host_prefix_enabled" in StatelessHubOAuth.class_trait_names():
         kwargs["cookie_host_prefix_enabled"] = hub.cookie_host_prefix_enabled
-    return HubOAuth(**kwargs)
+    auth = StatelessHubOAuth(**kwargs)
+    auth.verifier_secret = cookie_secret(hub.api_token)
+    return auth
 
 
 @dataclass(frozen=True)
@@ -112,23 +117,39 @@ def _host_of(url: str) -> str:
 
 
 def forgery_reason(
-    method: str, headers: Mapping[str, str], prefix: str, *, websocket: bool = False
+    method: str,
+    headers: Mapping[str, str],
+    prefix: str,
+    *,
+    websocket: bool = False,
+    shared_origin: bool = True,
 ) -> str | None:
-    """Why a cookie-authenticated request looks forged, or None if it looks like the app's own.
+    """Why a request that the browser sent with credentials looks forged, or None.
 
-    - Safe methods (GET, HEAD, OPTIONS, TRACE) pass; websocket handshakes do not count as safe.
+    Credentials are our hub cookie, or (with --authtype none) the app's own cookies and the
+    mere fact that the browser can reach a loopback port.
+
+    - A read (GET, HEAD, OPTIONS, TRACE) that another site's page made, and that is not a
+      top-level navigation (an `<img>`, `<script>` or `fetch()` there: `Sec-Fetch-Site:
+      cross-site|same-site` with a `Sec-Fetch-Mode` other than `navigate`), is refused, as
+      JupyterHub's own XSRF rules do. Following a link from another site stays allowed.
+    - Any other read passes; websocket handshakes do not count as reads.
     - `Sec-Fetch-Site: cross-site|same-site` (every current browser sends it) is refused.
     - An `Origin` other than this server's host, or `null`, is refused.
-    - Where all user servers share one origin, `/user/bob/`'s page is same-origin for
-      `/user/alice/`. A state-changing request must then name a page under our prefix in its
-      `Referer`; a same-origin request without one is refused, as the sender hid where it came
-      from. Websocket handshakes carry no Referer, so on a shared origin they are told apart only
-      by the cookie's path: use subdomains (`c.JupyterHub.subdomain_host`) for full isolation.
+    - Where all user servers share one origin (`shared_origin`: JupyterHub without subdomains),
+      `/user/bob/`'s page is same-origin for `/user/alice/`. A state-changing request must then
+      name a page under our prefix in its `Referer`; a same-origin request without one is
+      refused, as the sender hid where it came from. Websocket handshakes carry no Referer, so
+      on a shared origin they are told apart only by the cookie's path: use subdomains
+      (`c.JupyterHub.subdomain_host`) for full isolation.
     - A request with neither Origin nor Sec-Fetch-Site does not come from a browser and passes.
     """
-    if method in SAFE_METHODS and not websocket:
-        return None
     site = (headers.get("Sec-Fetch-Site") or "").lower()
+    if method in SAFE_METHODS and not websocket:
+        mode = (headers.get("Sec-Fetch-Mode") or "navigate").lower()
+        if site in ("cross-site", "same-site") and mode != "navigate":
+            return f"a page on another site asked for it (Sec-Fetch-Site: {site}, mode {mode})"
+        return None
     origin = headers.get("Origin")
     host = (headers.get("Host") or "").lower()
     if site in ("cross-site", "same-site"):
@@ -138,7 +159,7 @@ def forgery_reason(
             return "it came from a page without an origin"
         if _host_of(origin) != host:
             return f"it came from another origin ({origin})"
-    if websocket or (not site and origin is None):
+    if websocket or (not site and origin is None) or not shared_origin:
         return None
     referer = headers.get("Referer")
     if not referer:
@@ -147,6 +168,26 @@ def forgery_reason(
     if parts.netloc.lower() != host or not (parts.path + "/").startswith(prefix):
         return "it came from a page outside this server"
     return None
+
+
+def login_redirect_allowed(method: str, headers: Mapping[str, str], *, websocket: bool) -> bool:
+    """Should an anonymous request be sent to the hub's login (True) or get a 401 (False)?
+
+    Like jupyterhub-singleuser: a GET or HEAD is redirected, so `curl -L`, `requests`, `wget` and
+    link checkers follow the login as a browser does, unless the client says it is not navigating:
+    a websocket, a `Sec-Fetch-Mode` other than `navigate` (a page's fetch or an image), an
+    `X-Requested-With` header (a page's XMLHttpRequest), or an `Accept` that asks for JSON and
+    not for HTML (an API client). Those get a 401 they can act on instead of a login form.
+    """
+    if websocket or method not in ("GET", "HEAD"):
+        return False
+    mode = headers.get("Sec-Fetch-Mode")
+    if mode is not None and mode.lower() != "navigate":
+        return False
+    if headers.get("X-Requested-With"):
+        return False
+    accept = (headers.get("Accept") or "").lower()
+    return not ("json" in accept and "html" not in accept)
 
 
 def user_info(model: Mapping) -> str:
@@ -203,18 +244,77 @@ class AuthMixin(HubOAuthenticated):
         self._hub_auth_user_cache = allowed
         return model
 
+    def host_acceptable(self) -> bool:
+        """Refuse a malformed Host (400) and, with --authtype none, a name not ours (403).
+
+        With --authtype none on a loopback address, a page on any site could reach the app by
+        DNS rebinding (its own name resolving to 127.0.0.1): the browser then sends that name as
+        Host. Like jupyter_server, only loopback names, the listen address and --allow-host names
+        are accepted there.
+        """
+        settings = self.application.settings["services"].settings
+        parts = h.split_host(self.request.host or "")
+        if parts is None:
+            log.warning("Refused %s: malformed Host header", self.logged_uri)
+            self.send_error_page(400, "The request's Host header is malformed.")
+            return False
+        if settings.authtype == "none" and not settings.host_allowed(parts[0]):
+            log.warning(
+                "Refused %s: the host name %r is not this server's (see --allow-host)",
+                self.logged_uri,
+                parts[0],
+            )
+            self.send_error_page(
+                403, "This server does not answer to that host name; its admin may add it."
+            )
+            return False
+        return True
+
+    def refuse_forgery(self, reason: str, who: str = "") -> None:
+        log.warning(
+            "Refused %s %s%s: %s",
+            self.request.method,
+            self.logged_uri,
+            f" from {who}" if who else "",
+            reason,
+        )
+        self.send_error_page(403, f"This request was refused because {reason}.")
+
+    @property
+    def viewer_sees_output(self) -> bool:
+        """The app's output (tracebacks, sometimes tokens) is for the owner and hub admins only.
+
+        With --authtype none there is nobody to tell apart: whoever reaches the port is trusted
+        with the app itself.
+        """
+        services = self.application.settings["services"]
+        if services.hub_auth is None:
+            return True
+        model = self.viewer
+        if not model or model.get("kind", "user") != "user":
+            return False
+        if model.get("admin"):
+            return True
+        return bool(services.settings.hub.user) and model.get("name") == services.settings.hub.user
+
     async def authorize(self, *, websocket: bool = False) -> bool:
         """Identify and check the viewer; answer the client and return False if not allowed."""
         services = self.application.settings["services"]
+        method = self.request.method or "GET"
+        if not self.host_acceptable():
+            return False
         if services.hub_auth is None:  # --authtype none
-            # No credentials to forge, but a page on another site must still not open a
-            # websocket to an app on this machine (the browser would connect from inside).
-            reason = websocket and forgery_reason(
-                "GET", self.request.headers, services.settings.prefix, websocket=True
+            # No hub credentials to forge, but the browser still carries the app's own cookies,
+            # and a page on another site must not drive an app on this machine.
+            reason = forgery_reason(
+                method,
+                self.request.headers,
+                services.settings.prefix,
+                websocket=websocket,
+                shared_origin=False,
             )
             if reason:
-                log.warning("Refused websocket %s: %s", self.request.uri, reason)
-                self.send_error_page(403, f"This request was refused because {reason}.")
+                self.refuse_forgery(reason)
                 return False
             return True
         try:
@@ -228,7 +328,7 @@ class AuthMixin(HubOAuthenticated):
             )
             return False
         if model is None:
-            if self.request.method in ("GET", "HEAD") and not websocket and self.wants_html():
+            if login_redirect_allowed(method, self.request.headers, websocket=websocket):
                 self.redirect(self.get_login_url())
             else:
                 self.send_error_page(
@@ -251,27 +351,23 @@ class AuthMixin(HubOAuthenticated):
             return False
         if not self.token_authenticated:
             reason = forgery_reason(
-                self.request.method or "GET",
+                method,
                 self.request.headers,
                 services.settings.prefix,
                 websocket=websocket,
+                # With subdomains (JUPYTERHUB_HOST set) each server has an origin of its own.
+                shared_origin=not services.settings.hub.host,
             )
             if reason:
-                log.warning(
-                    "Refused %s %s from %s: %s",
-                    self.request.method,
-                    self.request.uri,
-                    model.get("name"),
-                    reason,
-                )
-                self.send_error_page(403, f"This request was refused because {reason}.")
+                self.refuse_forgery(reason, str(model.get("name")))
                 return False
         self.viewer = model
         self.hub_auth._persist_url_token_if_set(self)
         return True
 
 
-class OAuthCallbackHandler(AuthMixin, HubOAuthCallbackHandler):
+@web.stream_request_body  # a body sent here is read and dropped, never kept
+class OAuthCallbackHandler(AuthMixin, HubOAuthCallbackHandler, BaseHandler):
     """`{prefix}/oauth_callback`: finishes the OAuth dance and sets the token cookie."""
 
     async def prepare(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from tornado import web
 
 from . import pages
 from .activity import ActivityTracker
+from .proxy.headers import scrub_uri
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from jupyterhub.services.auth import HubOAuth
 
     from .auth import AccessPolicy
+
+log = logging.getLogger("jhsingle_native_proxy")
 
 # Paths under the prefix that belong to the proxy, not the app. Unusual on purpose.
 RESERVED = "_jhsnp/"
@@ -58,11 +62,29 @@ class BaseHandler(web.RequestHandler):
         # Tornado's own XSRF check knows nothing of the app's forms; see the auth module.
         return None
 
+    @property
+    def logged_uri(self) -> str:
+        """The request URI as log lines show it: hub tokens and login codes scrubbed."""
+        return scrub_uri(self.request.uri or "")
+
     def wants_html(self) -> bool:
         return "text/html" in self.request.headers.get("Accept", "")
 
-    # True while a request body is still unread (streamed requests answered before proxying).
+    # True while tornado has not finished reading the request: in a streamed handler's `prepare`,
+    # even for a request without a body. Tornado closes the connection after an answer given
+    # then, so the answer must say so (see `_answer`).
     unread_body = False
+
+    def data_received(self, chunk: bytes) -> None:
+        """Streamed handlers of our own take no body: what a client sends is dropped."""
+
+    def finish(self, chunk=None):
+        if self.unread_body and not self._headers_written:
+            # The connection cannot be reused once we answer before the request was read: say
+            # so, or a keep-alive client (the hub's proxy) sends its next request into a socket
+            # that is closing, and its user gets that proxy's 503.
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
 
     def _answer(
         self,
@@ -74,10 +96,6 @@ class BaseHandler(web.RequestHandler):
     ) -> None:
         self.clear()
         self.set_status(status)
-        if self.unread_body:
-            # The connection cannot be reused once we answer without reading the body: say so,
-            # or a keep-alive client (the hub's proxy) sends its next request into a closed socket.
-            self.set_header("Connection", "close")
         for name, value in (headers or {}).items():
             self.set_header(name, value)
         self.set_header("Content-Type", content_type)
@@ -113,6 +131,15 @@ class BaseHandler(web.RequestHandler):
         else:
             text = f"{status} {title}: {message}\n"
             self._answer(status, "text/plain; charset=utf-8", text, retry_after, headers)
+
+    def log_exception(self, typ, value, tb) -> None:
+        """Tornado's own lines for errors, with the URI's credentials scrubbed."""
+        summary = f"{self.request.method} {self.logged_uri} ({self.request.remote_ip})"
+        if isinstance(value, web.HTTPError):
+            if value.log_message:
+                log.warning("%d %s: %s", value.status_code, summary, value.log_message)
+            return
+        log.error("Uncaught exception %s", summary, exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Never a traceback to a client, whatever the log level: the log has it.

@@ -22,17 +22,20 @@ Nothing here runs `git reset --hard`, `git clean`, a forced checkout or `git sta
 reset-like command is `git merge --abort`, and only after everything of the user's is committed
 (or set aside), so it can only take back what the merge itself wrote.
 
-Credentials in the URL are used for the network commands only: the clone's `origin` is stored
-without them, and every message, log line, progress line and exception text goes through
-`redact` (and through a scrubber that also knows this URL's password), because GitPython's
-errors carry the whole command line and git's stderr. Every git command runs with a deadline
-(GitPython's `kill_after_timeout`, sharing the `timeout` of the whole checkout), with prompts
-switched off, so a password prompt fails at once instead of hanging the server's start. The proxy
-runs checkouts through `checkout_runner`, in a session of their own without a terminal (so not
-even ssh can ask for a passphrase), which it can end, git included, at shutdown.
+Credentials (in an http(s) URL, or given apart as `credentials`) never reach git's command line
+nor any file: the URL is split first (see `git_credentials`), git clones and fetches the clean
+URL, so `origin` is clean from the first moment, and gets the user name and token from a
+credential helper of ours through its environment. Every message, log line, progress line and
+exception text still goes through `redact` (and through a scrubber that also knows the token),
+because GitPython's errors carry the whole command line and git's stderr. Every git command runs
+with a deadline (GitPython's `kill_after_timeout`, sharing the `timeout` of the whole checkout),
+with prompts switched off, so a password prompt fails at once instead of hanging the server's
+start. The proxy runs checkouts through `checkout_runner`, in a session of their own without a
+terminal (so not even ssh can ask for a passphrase), which it can end, git included, at shutdown.
 
 Configuration is passed in by the caller; this module does not read `os.environ` (git itself
-inherits the environment, so the user's credential helpers and proxies still apply).
+inherits the environment, so the user's credential helpers and proxies still apply, except when
+credentials are given: then only ours is asked, and nothing is stored in the user's).
 """
 
 from __future__ import annotations
@@ -54,6 +57,14 @@ from urllib.parse import unquote
 
 import git
 from git.cmd import handle_process_output
+
+from .git_credentials import (
+    Credentials,
+    git_config_args,
+    git_environment,
+    split_url,
+    takes_credentials,
+)
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -243,12 +254,26 @@ class _Progress(git.RemoteProgress):
 
 
 class _Session:
-    """One checkout: the URL's secrets, the deadline, and the way to run git and to report."""
+    """One checkout: the clean URL, its credentials, the deadline, and the way to run git and to
+    report. `url` is what git sees: never with the credentials, which go by git's environment."""
 
-    def __init__(self, url: str, timeout: float, progress: Callable[[str], None] | None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        progress: Callable[[str], None] | None,
+        credentials: Credentials | None = None,
+        given_url: str = "",
+    ):
         self.url = url
+        self.credentials = credentials
         self.shown_url = redact(_without_credentials(url))
-        self.secrets = _secrets(url)
+        found = set(_secrets(given_url or url))
+        for secret in credentials.secrets() if credentials else ():
+            found.update((secret, unquote(secret)))
+        self.secrets = sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+        self._git_config = git_config_args(url, credentials)
+        self._env = {**_ENV, **git_environment(credentials)}
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout
         self._progress = progress
@@ -288,7 +313,7 @@ class _Session:
         return left
 
     def _command(self, args: tuple[str, ...]) -> list[str]:
-        return [git.Git.GIT_PYTHON_GIT_EXECUTABLE, *_CONFIG, *args]
+        return [git.Git.GIT_PYTHON_GIT_EXECUTABLE, *_CONFIG, *self._git_config, *args]
 
     def git(self, cwd: str | None, *args: str, check: bool = True) -> _Result:
         """Run one git command to completion within the deadline."""
@@ -301,7 +326,7 @@ class _Session:
             with_exceptions=False,
             stdout_as_string=False,
             kill_after_timeout=limit,
-            env=_ENV,
+            env=self._env,
         )
         result = _Result(status, out.decode("utf-8", "surrogateescape"), err or "")
         if status != 0 and time.monotonic() - started >= limit - 0.05:
@@ -319,7 +344,7 @@ class _Session:
             self._command(args),
             as_process=True,
             universal_newlines=True,  # git ends progress lines with \r: this splits them too
-            env=_ENV,
+            env=self._env,
         )
         progress = _Progress(self)
         handle_process_output(
@@ -406,6 +431,7 @@ def checkout(
     depth: int | None = 1,
     timeout: float = 300,
     progress: Callable[[str], None] | None = None,
+    credentials: Credentials | None = None,
 ) -> CheckoutResult:
     """Clone `url` into `folder`, or bring an existing clone up to date without losing local work.
 
@@ -414,9 +440,17 @@ def checkout(
     the whole checkout, in seconds. `progress`, if given, receives human-readable lines: steps and
     git's own percentages; it may be called from a helper thread, never from two at once.
     Synchronous: call it from a worker thread in async code. Raises CheckoutError.
+
+    `credentials` (an http(s) URL's user name and token) replace any in the URL itself; either
+    way git is given the URL without them, and them through its environment only.
     """
     folder = os.path.abspath(folder)
-    session = _Session(url, timeout, progress)
+    try:
+        clean_url, in_url = split_url(url)
+    except ValueError as e:  # a line break in the URL's credentials; the message shows none
+        shown = redact(_without_credentials(url.strip()))
+        raise CheckoutError(f"Could not check out {shown} into {folder}: {e}") from None
+    session = _Session(clean_url, timeout, progress, credentials or in_url, given_url=url)
     try:
         result = _checkout(session, folder, branch.strip(), depth if depth and depth > 0 else None)
     except _Fail as e:
@@ -450,6 +484,8 @@ def _checkout(s: _Session, folder: str, branch: str, depth: int | None) -> Check
     # `ext::` and other remote helpers can run commands; an option-like URL is an injection.
     if s.url.lstrip().startswith("-") or git.Git.re_unsafe_protocol.match(s.url):
         raise _Fail("the URL is not one git may fetch from")
+    if s.credentials is not None and not takes_credentials(s.url):
+        raise _Fail("a token or password can only be used with an http:// or https:// URL")
     if branch:
         _check_branch_name(s, branch)
     state, gitdir = _inspect_folder(s, folder)
@@ -500,6 +536,12 @@ def _inspect_folder(s: _Session, folder: str) -> tuple[str, str]:
     if not origin or _normalise(origin) != _normalise(s.url):
         other = f" (it is a clone of {redact(_without_credentials(origin))})" if origin else ""
         raise _Fail(foreign + other)
+    clean_origin, stored = split_url(origin)
+    if stored is not None:
+        # Left by an older version that cloned the URL with its credentials and crashed before
+        # storing it without them: the token must not stay in .git/config.
+        log.warning("Removing the credentials stored in the origin URL of %s", folder)
+        s.git(folder, "remote", "set-url", "origin", clean_origin)
     has_commit = s.git(folder, "rev-parse", "--verify", "--quiet", "HEAD", check=False).status == 0
     if not has_commit:
         if entries == [".git"]:
@@ -566,9 +608,6 @@ def _clone(
         else:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    clean_url = _without_credentials(s.url)
-    if clean_url != s.url:
-        s.git(folder, "remote", "set-url", "origin", clean_url)
     commit = s.git(folder, "rev-parse", "HEAD").out.strip()
     return CheckoutResult(folder, branch, commit, "cloned", [])
 

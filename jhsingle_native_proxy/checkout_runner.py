@@ -4,9 +4,11 @@ A checkout in a thread of the proxy could not be interrupted: SIGTERM to the pro
 a slow clone to finish (up to its timeout). In a child process in its own session, the proxy can
 end it, git included, at once; the checkout module repairs an interrupted run the next time.
 
-Protocol: the request comes as JSON on stdin (so that credentials in the URL never show in the
-process list); stdout carries lines `P <progress>`, then one `R <result JSON>` or `E <message>`.
-Log records go to stderr, which is the proxy's own.
+Protocol: the request comes as JSON on stdin: the clean URL, and the user name and token apart
+(`username`, `password`), so that no credential ever shows in the process list; the checkout
+hands them to git through its environment only (see git_credentials). stdout carries lines
+`P <progress>`, then one `R <result JSON>` or `E <message>`. Log records go to stderr, which is
+the proxy's own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import sys
 
 from .checkout import CheckoutError, checkout
+from .git_credentials import Credentials
 
 
 def _say(kind: str, text: str) -> None:
@@ -34,6 +37,12 @@ def main() -> int:
     )
     logging.getLogger().handlers[:] = [handler]
     logging.getLogger().setLevel(logging.DEBUG if request.get("debug") else logging.INFO)
+    username, password = request.get("username") or "", request.get("password") or ""
+    try:
+        credentials = Credentials(username, password) if username or password else None
+    except ValueError as e:  # a line break in the token: the message names no value
+        _say("E", str(e))
+        return 1
     try:
         result = checkout(
             request["url"],
@@ -42,6 +51,7 @@ def main() -> int:
             depth=request.get("depth"),
             timeout=request.get("timeout", 300),
             progress=lambda line: _say("P", line.replace("\n", " ")),
+            credentials=credentials,
         )
     except CheckoutError as e:
         _say("E", str(e).replace("\n", " "))

@@ -202,7 +202,21 @@ def _options(f):
             default=False,
             help="List the servers from --config and installed plugins, and exit.",
         ),
-        click.option("--repo", default="", help="Git repository to check out before starting."),
+        click.option(
+            "--repo",
+            default="",
+            help="Git repository to check out before starting [default: JHSNP_REPO]. Put no "
+            "token in it (the process list shows it): see --repo-token-file.",
+        ),
+        click.option(
+            "--repo-token-file",
+            default="",
+            metavar="FILE",
+            help="A file holding the token (password) for an http(s) --repo, such as a mounted "
+            "Kubernetes secret [default: JHSNP_REPO_TOKEN_FILE]; or the token itself in "
+            "JHSNP_REPO_TOKEN. User name: the URL's, else JHSNP_REPO_USERNAME, else "
+            "x-access-token.",
+        ),
         click.option(
             "--repobranch",
             default="",
@@ -224,6 +238,15 @@ def _options(f):
             default="",
             help="Obsolete (0.8.3); accepted and ignored: origins are checked against "
             "the request's own host.",
+        ),
+        click.option(
+            "--allow-host",
+            "allow_hosts",
+            multiple=True,
+            metavar="NAME",
+            help="With --authtype none on a loopback address, also answer requests that name "
+            "NAME as their host (besides localhost and loopback addresses); '*' for any. "
+            "Repeatable.",
         ),
         click.option(
             "--forward-user-info",

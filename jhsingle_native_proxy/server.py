@@ -7,6 +7,7 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 import shutil
 import signal
 import ssl
@@ -22,11 +23,20 @@ from .activity import ActivityReporter, ActivityTracker
 from .app import make_app
 from .auth import AccessPolicy, make_hub_auth
 from .base import Services
-from .proxy.http import UNLIMITED_BODY, new_app_session
+from .proxy.http import new_app_session
 from .settings import Settings
 from .supervisor import AppSupervisor
 
 log = logging.getLogger("jhsingle_native_proxy")
+
+# Limits for every connection until its viewer is authorised (see SECURITY.md). A request body is
+# read only by our own endpoints before that, and they need none: 64 KiB is plenty. A client has
+# this long to send its headers (and to send the next request on a kept-alive connection), and to
+# send a body we read before authorisation. The proxy handler lifts the body limits once the
+# viewer is allowed in: uploads of any size and duration stream to the app.
+PRE_AUTH_BODY_LIMIT = 64 * 1024
+HEADER_TIMEOUT = 60.0
+PRE_AUTH_BODY_TIMEOUT = 60.0
 
 
 class StartupError(Exception):
@@ -113,6 +123,21 @@ def conda_environment(settings: Settings):
     return environ, resolve_command
 
 
+def raise_open_file_limit() -> None:
+    """Use the hard limit on open files, not the soft one (often 1024).
+
+    Every client connection, websocket and connection to the app costs a descriptor; hundreds of
+    idle or slow clients must not leave the owner's next request without one.
+    """
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:  # pragma: no cover - a container may forbid it
+        log.debug("Cannot raise the open-file limit: %s", e)
+
+
 def listen(settings: Settings) -> list:
     try:
         return bind_sockets(settings.port, settings.ip)
@@ -135,6 +160,7 @@ async def serve(settings: Settings) -> None:
         log.warning("Ignoring the server option %r: it belongs to JupyterLab's launcher", key)
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
+    raise_open_file_limit()
     server_ssl, client_ssl = ssl_contexts(settings)
     app_environ, resolve = conda_environment(settings)
     sockets = listen(settings)
@@ -157,8 +183,9 @@ async def serve(settings: Settings) -> None:
     reporter = ActivityReporter(settings, tracker, client_ssl)
     server = HTTPServer(
         make_app(services),
-        max_body_size=UNLIMITED_BODY,
-        idle_connection_timeout=3600,
+        max_body_size=PRE_AUTH_BODY_LIMIT,
+        idle_connection_timeout=HEADER_TIMEOUT,
+        body_timeout=PRE_AUTH_BODY_TIMEOUT,
         ssl_options=server_ssl,
     )
     server.add_sockets(sockets)

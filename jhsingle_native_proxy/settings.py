@@ -16,6 +16,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from . import command as command_templates
+from .proxy.headers import is_ip_address, is_loopback_name
 
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8888
@@ -130,14 +131,26 @@ class Settings:
     force_alive: bool = False
     ready_check_path: str = "/"
     ready_timeout: float = 10.0
+    # --repo, else JHSNP_REPO, always without credentials: those are kept apart, and are given
+    # to git through its environment only (git_credentials).
     repo: str = ""
     repobranch: str = ""
     repofolder: str = ""
+    # The URL's user name (the token itself in https://TOKEN@host/...) and its password, or
+    # JHSNP_REPO_TOKEN; not in repr. A token file is read again before each checkout instead,
+    # so a rotated secret is picked up by "Try again".
+    repo_username: str = field(default="", repr=False)
+    repo_password: str = field(default="", repr=False)
+    repo_token_file: str = ""
+    # --repo itself held credentials, which anyone on the machine sees in the process list.
+    repo_credentials_on_command_line: bool = False
     # Commits to fetch when cloning; 0 = the whole history (NBGITPULLER_DEPTH, as nbgitpuller).
     checkout_depth: int = 1
     conda_env: str = ""
     allow_root: bool = False
     allow_origin: str = ""
+    # --allow-host: more Host names accepted with --authtype none on a loopback address ("*": any).
+    allow_hosts: tuple[str, ...] = ()
     forward_user_info: bool = False
     query_user_info: bool = False
     progressive: bool = False
@@ -175,6 +188,27 @@ class Settings:
     def base_url(self) -> str:
         """The prefix without its trailing slash: '' at the root, '/user/alice' under a hub."""
         return self.prefix.rstrip("/")
+
+    def host_allowed(self, name: str) -> bool:
+        """May a request naming `name` in its Host reach the app with --authtype none?
+
+        DNS rebinding points another site's name at this machine, so the browser sends that
+        name. Loopback names, the listen address and --allow-host names are always accepted, and
+        so are IP addresses when we listen beyond loopback (a rebound request can only carry a
+        name). On a loopback address nothing else is. On any other address (`0.0.0.0` in a
+        container) every name is accepted until the admin lists the real ones with --allow-host:
+        the proxy cannot know the names it is reached by.
+        """
+        allowed = {n.lower().rstrip(".") for n in self.allow_hosts}
+        if "*" in allowed:
+            return True
+        name = name.lower()
+        listen = self.ip.lower().strip("[]")
+        if is_loopback_name(name) or name == listen or name in allowed:
+            return True
+        if is_loopback_name(listen):
+            return False
+        return not allowed or is_ip_address(name)
 
     @property
     def placeholders(self) -> set[str]:
@@ -227,6 +261,72 @@ def listen_address(ip: str | None, port: int | None, environ: Mapping[str, str])
     )
 
 
+def _repo_credentials(options: Mapping[str, object], environ: Mapping[str, str]) -> dict:
+    """The repository's clean URL and its credentials, from wherever they were given.
+
+    The URL is --repo, else JHSNP_REPO (the environment keeps credentials out of the process
+    list). The token (password) is the first of: --repo-token-file, JHSNP_REPO_TOKEN_FILE,
+    JHSNP_REPO_TOKEN, the URL's password. With a token, the user name is the URL's, else
+    JHSNP_REPO_USERNAME, else git_credentials.DEFAULT_USERNAME. A token file is read now, so a
+    missing one stops the start with a clear message, and again before each checkout.
+    """
+    # Not .checkout: it imports GitPython, which fails where git is missing, repo or not.
+    from .git_credentials import read_token_file, split_url, takes_credentials, with_token
+
+    given = str(options.get("repo") or "")
+    token_file_option = str(options.get("repo_token_file") or "").strip()
+    try:
+        url, credentials = split_url(given or environ.get("JHSNP_REPO", ""))
+    except ValueError as e:  # a line break in the URL's credentials; the message shows none
+        raise SettingsError(str(e)) from None
+    found: dict[str, object] = {
+        "repo": url,
+        "repo_username": "",
+        "repo_password": "",
+        "repo_token_file": "",
+        "repo_credentials_on_command_line": bool(given) and credentials is not None,
+    }
+    if not url:
+        if token_file_option:
+            raise SettingsError("--repo-token-file needs a repository (--repo or JHSNP_REPO)")
+        return found
+    token = environ.get("JHSNP_REPO_TOKEN", "").strip()
+    token_file = token_file_option or environ.get("JHSNP_REPO_TOKEN_FILE", "").strip()
+    if token and token_file:
+        raise SettingsError(
+            "JHSNP_REPO_TOKEN and a token file (--repo-token-file or JHSNP_REPO_TOKEN_FILE) "
+            "are both set: give the repository's token once"
+        )
+    if (token or token_file) and not takes_credentials(url):
+        from .checkout import redact
+
+        raise SettingsError(
+            f"a repository token works with http:// and https:// URLs only, not {redact(url)}"
+        )
+    if token_file:
+        token_file = os.path.abspath(os.path.expanduser(token_file))
+        try:
+            token = read_token_file(token_file)
+        except OSError as e:
+            raise SettingsError(
+                f"the repository token file {token_file} cannot be read: {e.strerror or e}"
+            ) from None
+        except ValueError as e:
+            raise SettingsError(str(e)) from None
+        found["repo_token_file"] = token_file
+    try:
+        if token:
+            username = environ.get("JHSNP_REPO_USERNAME", "").strip()
+            credentials = with_token(credentials, token, username)
+    except ValueError as e:  # a line break in the user name; the message shows no value
+        raise SettingsError(str(e)) from None
+    if credentials is not None:
+        found["repo_username"] = credentials.username
+        # A token file's content is not kept: the checkout reads the file itself.
+        found["repo_password"] = "" if token_file else credentials.password
+    return found
+
+
 def build_settings(
     options: Mapping[str, object], command: list[str], environ: Mapping[str, str]
 ) -> Settings:
@@ -257,7 +357,8 @@ def build_settings(
         if not os.path.isdir(working_dir):
             raise SettingsError(f"--notebook-dir {working_dir!r} is not a directory")
 
-    repo = str(options.get("repo") or "")
+    repo_credentials = _repo_credentials(options, environ)
+    repo = str(repo_credentials["repo"])
     repofolder = str(options.get("repofolder") or "")
     if repo and not repofolder:
         from .checkout import default_folder
@@ -286,6 +387,7 @@ def build_settings(
         )
 
     values = dict(options)
+    values.update(repo_credentials)
     values.update(
         command=tuple(command),
         ip=ip,

@@ -30,6 +30,7 @@ import socket
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -93,6 +94,14 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except Exception:  # pragma: no cover - best effort only
             pass
+
+
+def describe_error(e: BaseException) -> str:
+    """An unexpected exception as a short phrase for the failure page (the log has the rest)."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return f"an internal error ({type(e).__name__}); the server log says more"
 
 
 def describe_exit(code: int) -> str:
@@ -271,7 +280,13 @@ class AppSupervisor:
         restarts = 0
         while not self._stopping:
             self._set_state(AppState.STARTING)
-            failure, up_for = await self._run_once()
+            try:
+                failure, up_for = await self._run_once()
+            except Exception as e:
+                # A bug of ours or an environment we did not foresee must end in the failed
+                # state, never in a lifecycle task that died with the state left "starting".
+                log.exception("The app could not be started")
+                failure, up_for = Failure(f"could not be started: {describe_error(e)}", []), 0.0
             if self._stopping:
                 break
             if not failure.exited:
@@ -323,10 +338,16 @@ class AppSupervisor:
             raise ConfigError(f"the server's command must give a list of strings, not {command!r}")
         argv = substitute_all(command, values)
         env = dict(self.app_environ or {})
-        extra = {**(resolved(s.server_env, "the server's environment") or {}), **s.env}
+        extra = {
+            **_mapping(resolved(s.server_env, "the server's environment"), "environment"),
+            **s.env,
+        }
         env.update({k: substitute(str(v), values) for k, v in extra.items()})
         headers = {
-            **(resolved(s.server_request_header, "the server's request_headers_override") or {}),
+            **_mapping(
+                resolved(s.server_request_header, "the server's request_headers_override"),
+                "request_headers_override",
+            ),
             **s.request_header,
         }
         header_list = [(k, substitute(str(v), values)) for k, v in headers.items()]
@@ -375,24 +396,54 @@ class AppSupervisor:
         if s.repo:
             from .checkout import redact
 
+            if s.repo_credentials_on_command_line and self.failure is None:
+                # Once: a retry after a failed checkout comes back here with a failure set.
+                log.warning(
+                    "--repo holds credentials, which anyone on this machine can read in the "
+                    "process list: give the URL in JHSNP_REPO, or the token in "
+                    "JHSNP_REPO_TOKEN or a file (--repo-token-file, JHSNP_REPO_TOKEN_FILE)"
+                )
             self.phase = f"Getting {redact(s.repo)}"
             self._progress_line(self.phase)
             failure = await self._checkout()
             if failure is not None:
                 self.phase = "The checkout failed"
                 return failure
-        self.app_environ = dict(self.base_environ)
+        # The repository's credentials are for the checkout only, not for the app.
+        secret = ("JHSNP_REPO", "JHSNP_REPO_TOKEN")
+        self.app_environ = {k: v for k, v in self.base_environ.items() if k not in secret}
         return None
 
     async def _checkout(self) -> Failure | None:
-        """The git checkout, in a child process (see checkout_runner) that stop() can end."""
+        """The git checkout, in a child process (see checkout_runner) that stop() can end.
+
+        The URL's credentials and the token go on the child's stdin, never on its command line
+        nor in its environment; a token file is read again each time (a rotated secret works on
+        "Try again").
+        """
+        from .git_credentials import read_token_file
+
         s = self.settings
+        password = s.repo_password
+        if s.repo_token_file:
+            try:
+                password = read_token_file(s.repo_token_file)
+            except OSError as e:
+                reason = f"the token file {s.repo_token_file} cannot be read: {e.strerror or e}"
+                return Failure(f"could not be prepared: {reason}", list(self.progress))
+            except ValueError as e:
+                return Failure(f"could not be prepared: {e}", list(self.progress))
         request = {
             "url": s.repo,
+            "username": s.repo_username,
+            "password": password,
             "folder": s.repofolder,
             "branch": s.repobranch,
             "depth": s.checkout_depth or None,
             "debug": s.debug,
+        }
+        environ = {
+            k: v for k, v in s.environ.items() if k not in ("JHSNP_REPO", "JHSNP_REPO_TOKEN")
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -401,7 +452,7 @@ class AppSupervisor:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env=dict(s.environ),
+            env=environ,
         )
         self._checkout_process = process
         try:
@@ -580,6 +631,15 @@ class AppSupervisor:
         _signal_group(pgid, signal.SIGKILL)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(process.exited), 5)
+
+
+def _mapping(value, key: str) -> Mapping:
+    """A config value that must be a dict (or None): anything else is the config's error."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"the server's {key} must be a dict, not {type(value).__name__}")
+    return value
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

@@ -180,8 +180,10 @@ def start_proxy(tmp_path):
         cwd: str | None = None,
         authtype: str = "none",
         raw_argv: list[str] | None = None,
+        launcher: list[str] | None = None,
     ) -> Proxy:
-        """`raw_argv`, when given, is the whole command line after the program name."""
+        """`raw_argv`, when given, is the whole command line after the program name;
+        `launcher` comes before the program and must `exec` it (so the PID stays the proxy's)."""
         port = port or free_port()
         n = len(started)
         pidfile = tmp_path / f"app-pids-{n}.txt"
@@ -190,7 +192,7 @@ def start_proxy(tmp_path):
             app = [sys.executable, ECHO_APP, "{port}"]
         if raw_argv is None:
             raw_argv = ["--authtype", authtype, "--port", str(port), *(args or []), "--", *app]
-        argv = [sys.executable, "-m", "jhsingle_native_proxy", *raw_argv]
+        argv = [*(launcher or []), sys.executable, "-m", "jhsingle_native_proxy", *raw_argv]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         environment["JUPYTERHUB_SERVICE_PREFIX"] = prefix
         environment["TEST_PIDFILE"] = str(pidfile)
@@ -235,9 +237,32 @@ def run_cli(
     )
 
 
-def peak_rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+    raise AssertionError(f"no {field}")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The most memory the process has held so far."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_kib(pid: int) -> int:
+    """The memory the process holds now."""
+    return _status_kib(pid, "VmRSS")
+
+
+async def ws_try(url: str, headers: dict) -> str:
+    """Open a websocket and echo one message: `echo:hello`, or `refused:STATUS`."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as s, s.ws_connect(url, headers=headers) as ws:
+            await ws.send_str("hello")
+            msg = await ws.receive(timeout=10)
+            return f"echo:{msg.data}"
+    except aiohttp.WSServerHandshakeError as e:
+        return f"refused:{e.status}"

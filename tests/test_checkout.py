@@ -488,8 +488,9 @@ def test_credentials_never_appear_in_errors_progress_or_logs(work, caplog, useri
 
 def test_credentials_are_not_stored_in_the_clone(upstream, work, isolated_git, caplog):
     secret_url = "http://alice:s3cr3t@127.0.0.1:1/x.git"
-    # The credentialed URL is served from the local upstream, as a proxy would.
-    isolated_git.write_text(f'[url "{upstream.url}"]\n\tinsteadOf = {secret_url}\n')
+    # The URL is served from the local upstream, as a proxy would. Git is only ever given the
+    # URL without its credentials, so that is the one rewritten.
+    isolated_git.write_text(f'[url "{upstream.url}"]\n\tinsteadOf = http://127.0.0.1:1/x.git\n')
     caplog.set_level(logging.DEBUG)
     lines: list[str] = []
     checkout(secret_url, str(work), progress=lines.append)

@@ -191,7 +191,7 @@ def test_service_url_gives_the_listen_address(start_proxy):
 
 def test_origin_host_waits_for_the_first_request(start_proxy):
     proxy = start_proxy(
-        [],
+        ["--allow-host", "dash.example.org"],
         app=[sys.executable, ECHO_APP, "{port}", "--say", "host={origin_host}"],
         wait="listening",
     )

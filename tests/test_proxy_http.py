@@ -86,7 +86,8 @@ def test_head_gets_headers_without_a_body(proxy):
     assert response.body == b""
 
 
-def test_request_headers_hop_by_hop_dropped_forwarded_set_host_kept(proxy):
+def test_request_headers_hop_by_hop_dropped_forwarded_set_host_kept(start_proxy):
+    proxy = start_proxy(["--allow-host", "hub.example.org"])
     response = proxy.get(
         "echo",
         headers={

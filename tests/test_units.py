@@ -65,6 +65,10 @@ def test_identity_header_is_dropped_in_every_spelling():
         ("cdsdashboards-jh-user=x", ""),
         ("CDSDASHBOARDS%5FJH%5FUSER=x&flag", "flag"),
         ("a=1&a=2&flag", "a=1&a=2&flag"),
+        # `;` separates arguments for some parsers: the forged pair must go there too.
+        ("a=1;CDSDASHBOARDS_JH_USER=x", "a=1"),
+        ("CDSDASHBOARDS_JH_USER=x;a=1&b=2", "a=1&b=2"),
+        ("a=1;b=2&c=3", "a=1;b=2&c=3"),
     ],
 )
 def test_identity_query_argument_is_dropped_in_every_spelling(query, expected):
@@ -78,7 +82,7 @@ def test_identity_query_argument_is_dropped_in_every_spelling(query, expected):
         ("/user/a", "/user/a"),
         ("/user/a/x?y", "/user/a/x?y"),
         ("/user/ab", "/user/a/user/ab"),
-        ("//cdn.example.org/x", "//cdn.example.org/x"),
+        ("//cdn.example.org/x", "/user/a//cdn.example.org/x"),
         ("x/y", "x/y"),
         ("http://127.0.0.1:5000/z?q#f", "/user/a/z?q#f"),
         ("http://localhost:5000", "/user/a/"),
@@ -92,6 +96,211 @@ def test_rewrite_location(location, expected):
 
 def test_rewrite_location_at_the_root_prefix_changes_nothing():
     assert h.rewrite_location("/x", "", 5000) == "/x"
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "//evil.example/x",
+        "/\\evil.example/x",
+        "\\\\evil.example/x",
+        "/\t/evil.example/x",
+        " //evil.example/x",
+        "///evil.example/x",
+        "http://127.0.0.1:5000//evil.example/x",
+    ],
+)
+@pytest.mark.parametrize("base_url", ["/user/a", ""])
+def test_a_redirect_meant_as_a_path_never_leaves_the_origin(location, base_url):
+    """What a browser would read as another host stays a path on ours (issue 9, finding 3)."""
+    from urllib.parse import urljoin
+
+    rewritten = h.rewrite_location(location, base_url, 5000)
+    # Browsers drop tabs and newlines and treat a backslash as a slash; so does this check.
+    as_browser = rewritten.replace("\t", "").replace("\\", "/")
+    landed = urljoin("https://hub.example.org/user/a/page", as_browser)
+    assert landed.startswith("https://hub.example.org/"), rewritten
+    assert "evil.example" in rewritten
+
+
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("example.org", ("example.org", None)),
+        ("Example.ORG:8443", ("example.org", 8443)),
+        ("127.0.0.1:80", ("127.0.0.1", 80)),
+        ("[::1]:8888", ("::1", 8888)),
+        ("[::1]", ("::1", None)),
+        ("my_host.local.", ("my_host.local", None)),
+        ("x;touch$IFS'f'", None),
+        ("x y", None),
+        ("a.b:99999", None),
+        ("a.b:", None),
+        ("[zz::1]", None),
+        ("$(id)", None),
+        ("", None),
+        ("a..b", None),
+    ],
+)
+def test_split_host_accepts_only_host_and_port(host, expected):
+    assert h.split_host(host) == expected
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("/p?token=abc&x=1", "/p?token=[secret]&x=1"),
+        ("/p?x=1&TOKEN=abc", "/p?x=1&TOKEN=[secret]"),
+        ("/oauth_callback?code=c1&state=s1", "/oauth_callback?code=[secret]&state=[secret]"),
+        ("/p?x=1;access_token=abc", "/p?x=1;access_token=[secret]"),
+        ("/p?mytoken=keep", "/p?mytoken=keep"),
+        ("/p/token=path", "/p/token=path"),
+        ("/p?%74oken=abc&x=1", "/p?%74oken=[secret]&x=1"),
+        ("/p?x=1#token=abc", "/p?x=1#token=abc"),
+        ("/p?_XSRF=abc", "/p?_XSRF=[secret]"),
+    ],
+)
+def test_scrub_uri_hides_credentials(uri, expected):
+    assert h.scrub_uri(uri) == expected
+
+
+def _headers(**kw):
+    return {k.replace("_", "-"): v for k, v in kw.items()}
+
+
+@pytest.mark.parametrize(
+    "method, headers, websocket, expected",
+    [
+        ("GET", {}, False, True),  # curl, requests, wget
+        ("HEAD", {}, False, True),
+        ("GET", {"Accept": "text/html"}, False, True),
+        ("GET", {"Accept": "*/*"}, False, True),
+        ("GET", {"Sec-Fetch-Mode": "navigate", "Accept": "text/html"}, False, True),
+        ("GET", {"Sec-Fetch-Mode": "cors"}, False, False),  # a page's fetch()
+        ("GET", {"Sec-Fetch-Mode": "no-cors"}, False, False),  # an <img>
+        ("GET", {"X-Requested-With": "XMLHttpRequest"}, False, False),
+        ("GET", {"Accept": "application/json"}, False, False),
+        ("GET", {"Accept": "application/json, text/html"}, False, True),
+        ("GET", {}, True, False),  # a websocket
+        ("POST", {}, False, False),
+        ("DELETE", {"Accept": "text/html"}, False, False),
+    ],
+)
+def test_login_redirect_rule(method, headers, websocket, expected):
+    from jhsingle_native_proxy.auth import login_redirect_allowed
+
+    assert login_redirect_allowed(method, headers, websocket=websocket) is expected
+
+
+@pytest.mark.parametrize(
+    "method, headers, refused",
+    [
+        ("GET", {}, False),
+        ("GET", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, False),
+        ("GET", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}, True),
+        ("GET", {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "cors"}, True),
+        ("HEAD", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}, True),
+        ("GET", {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "no-cors"}, False),
+        ("GET", {"Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate"}, False),
+        ("POST", {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, True),
+        ("POST", {}, False),
+    ],
+)
+def test_forgery_rules_for_reads_and_writes(method, headers, refused):
+    from jhsingle_native_proxy.auth import forgery_reason
+
+    headers = {"Host": "hub.example.org", **headers}
+    assert (forgery_reason(method, headers, "/user/a/") is not None) is refused
+
+
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        (
+            {
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            None,
+        ),
+        (
+            {
+                "Connection": "keep-alive, Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            None,
+        ),
+        (
+            {
+                "Connection": "close",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            400,
+        ),
+        (
+            {
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "8",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            426,
+        ),
+        ({"Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),
+        (
+            {
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "not base64!",
+            },
+            400,
+        ),
+        (
+            {
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "c2hvcnQ=",
+            },
+            400,
+        ),
+    ],
+)
+def test_websocket_handshake_is_checked_before_the_app_is_contacted(headers, status):
+    """A handshake that tornado would refuse must be refused before the app's side opens."""
+    from jhsingle_native_proxy.proxy.websocket import handshake_problem
+
+    problem = handshake_problem({"Host": "h", **headers})
+    assert (problem[0] if problem else None) == status
+    if status is None:  # HTTP/1.0 allows a request without Host; tornado refuses the handshake
+        assert handshake_problem(headers) == (400, "a websocket handshake needs a Host header")
+
+
+@pytest.mark.parametrize(
+    "ip, allow, host, expected",
+    [
+        ("127.0.0.1", (), "localhost", True),
+        ("127.0.0.1", (), "127.0.0.5", True),
+        ("127.0.0.1", (), "app.localhost", True),
+        ("127.0.0.1", (), "::1", True),
+        ("127.0.0.1", (), "evil.example", False),
+        ("127.0.0.1", ("box.lan",), "box.lan", True),
+        ("127.0.0.1", ("*",), "evil.example", True),
+        ("0.0.0.0", (), "my-container", True),
+        # Names listed: on a wildcard address too, only they (and addresses) are answered.
+        ("0.0.0.0", ("box.lan",), "box.lan", True),
+        ("0.0.0.0", ("box.lan",), "evil.example", False),
+        ("0.0.0.0", ("box.lan",), "10.1.2.3", True),
+        ("0.0.0.0", ("box.lan",), "localhost", True),
+        ("10.1.2.3", (), "10.1.2.3", True),
+    ],
+)
+def test_host_names_accepted_without_auth(ip, allow, host, expected):
+    from jhsingle_native_proxy.settings import Settings
+
+    settings = Settings(command=("x",), ip=ip, allow_hosts=allow, authtype="none")
+    assert settings.host_allowed(host) is expected
 
 
 def test_connection_listed_headers_are_hop_by_hop_in_responses():
@@ -118,3 +327,44 @@ def test_page_scripts_are_valid_javascript(tmp_path):
     path.write_text(script)
     result = subprocess.run([node, "--check", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _hub_oauth(base_url: str):
+    from jhsingle_native_proxy.login_state import StatelessHubOAuth
+
+    auth = StatelessHubOAuth(
+        api_token="t" * 32,
+        api_url="http://127.0.0.1:1/hub/api",
+        oauth_client_id="jupyterhub-user-alice",
+        base_url=base_url,
+        hub_prefix="/hub/",
+    )
+    auth.verifier_secret = b"s" * 32
+    return auth
+
+
+@pytest.mark.parametrize("base_url", ["/user/alice/", "/"])
+def test_login_state_keeps_its_data_in_itself_and_only_safe_return_addresses(base_url):
+    import base64
+    import json
+
+    auth = _hub_oauth(base_url)
+    verifier, challenge, _ = auth.generate_pkce_code_challenge()
+    state = auth.generate_state(base_url + "page?x=1", code_verifier=verifier, cookie_name=None)
+    assert auth.get_next_url(state) == base_url + "page?x=1"
+    assert auth.get_code_verifier(state) == verifier
+    assert auth.get_state_cookie_name(state) == auth.state_cookie_name
+    # The verifier is not in the state, and cannot be made from it without the secret.
+    assert (
+        verifier not in state
+        and verifier[32:] not in base64.urlsafe_b64decode(state.split(".")[1] + "==").decode()
+    )
+    # Addresses a browser would take off our origin, or too long, or outside the prefix.
+    for bad in ("//evil.example", "/\\evil.example/", base_url + "x" * 3000, "/hub/admin"):
+        if bad == "/hub/admin" and base_url == "/":
+            continue  # at the root prefix every path is ours
+        assert auth.get_next_url(auth.generate_state(bad)) == base_url, bad
+        forged = "n." + base64.urlsafe_b64encode(json.dumps({"n": bad}).encode()).decode()
+        assert auth.get_next_url(forged) == base_url, bad
+    assert auth.get_next_url("garbage") == base_url
+    assert auth.get_code_verifier("garbage") is None

@@ -91,7 +91,8 @@ def loading_page(
     )
 
 
-def app_failed_page(reason: str, output: list[str], retry_in: float | None) -> str:
+def app_failed_page(reason: str, output: list[str] | None, retry_in: float | None) -> str:
+    """Why the app is not running; `output` is None for a viewer who may not see it."""
     if retry_in is not None:
         next_step = (
             f"<p>It will be restarted in about {max(1, round(retry_in))} seconds; "
@@ -104,12 +105,12 @@ def app_failed_page(reason: str, output: list[str], retry_in: float | None) -> s
             '<span class="muted">(reloading this page starts the app again)</span></p>'
         )
         refresh = None
-    shown = "\n".join(output) if output else "(the app printed nothing)"
-    body = (
-        "<h1>The app is not running</h1>"
-        f"<p>The app {html.escape(reason)}.</p>{next_step}"
-        f"<h2>Its last output</h2><pre>{html.escape(shown)}</pre>"
-    )
+    if output is None:
+        last = '<p class="muted">Its owner can see the app\'s output here.</p>'
+    else:
+        shown = "\n".join(output) if output else "(the app printed nothing)"
+        last = f"<h2>Its last output</h2><pre>{html.escape(shown)}</pre>"
+    body = f"<h1>The app is not running</h1><p>The app {html.escape(reason)}.</p>{next_step}{last}"
     return _render("The app is not running", body, refresh_seconds=refresh)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -89,31 +91,139 @@ def response_headers_for_client(
     return [(n, v) for n, v in pairs if canonical_name(n) not in drop]
 
 
+_QUERY_SEPARATORS = re.compile(r"([&;])")
+
+
 def strip_query_arg(query: str, name_canonical: str = _USER_QUERY) -> str:
     """Remove every `name=value` pair whose name matches, leaving the rest byte for byte.
 
     The name is compared after percent-decoding, without case, with `_` and `-` alike, so that no
-    spelling of the identity argument slips through.
+    spelling of the identity argument slips through. Pairs are split on `;` as well as `&`: some
+    parsers (older Python, Java servlet containers) take `;` as a separator, and would otherwise
+    read `a=1;NAME=forged` as a forged value that we never saw.
     """
     if not query:
         return query
-    kept = []
-    for part in query.split("&"):
+    pieces = _QUERY_SEPARATORS.split(query)
+    kept: list[str] = []
+    # pieces alternate: pair, separator, pair, separator, ..., pair
+    for i in range(0, len(pieces), 2):
+        part = pieces[i]
         key = part.split("=", 1)[0]
         if canonical_name(unquote(key.replace("+", " "))) == name_canonical:
             continue
+        if kept:
+            kept.append(pieces[i - 1])
         kept.append(part)
-    return "&".join(kept)
+    return "".join(kept)
+
+
+# Query arguments that carry credentials: a hub token, an OAuth code or state, an XSRF token.
+_SECRET_ARGS = frozenset(
+    canonical_name(n) for n in ("token", "access_token", "code", "state", "_xsrf")
+)
+
+
+def scrub_uri(uri: str) -> str:
+    """A request URI fit for a log line: the values of credential arguments replaced.
+
+    `?token=...` authenticates with the hub, and `?code=...&state=...` finishes a login; either in
+    a log file would let whoever reads it act as the viewer. Names are compared as the server
+    reads them (percent-decoded, without case, `&` or `;` between pairs), so `%74oken=` is
+    scrubbed too.
+    """
+    path, sep, rest = uri.partition("?")
+    if not sep or "=" not in rest:
+        return uri
+    query, hash_sep, fragment = rest.partition("#")
+    pieces = _QUERY_SEPARATORS.split(query)
+    for i in range(0, len(pieces), 2):
+        key, eq, _ = pieces[i].partition("=")
+        if eq and canonical_name(unquote(key.replace("+", " "))) in _SECRET_ARGS:
+            pieces[i] = key + "=[secret]"
+    return f"{path}?{''.join(pieces)}{hash_sep}{fragment}"
+
+
+_HOST = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?)\]|(?P<name>[A-Za-z0-9._-]+))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def split_host(host: str) -> tuple[str, int | None] | None:
+    """`host[:port]` or `[ipv6][:port]` from a Host header, or None if it is anything else.
+
+    Only letters, digits, `.`, `-` and `_` make a name; an IPv6 literal must parse. A Host header
+    is client input, and it can end up in the app's command line through `{origin_host}`.
+    """
+    match = _HOST.fullmatch(host or "")
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    ipv6 = match.group("ipv6")
+    if ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(ipv6.split("%25", 1)[0])
+        except ValueError:
+            return None
+        return ipv6.lower(), int(port) if port else None
+    name = match.group("name").lower().rstrip(".")
+    if not name or ".." in name:
+        return None
+    return name, int(port) if port else None
+
+
+def is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def is_loopback_name(name: str) -> bool:
+    """`localhost`, `*.localhost` (which browsers resolve to loopback) or a loopback address."""
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+# What a browser ignores when it parses a URL: tab, CR and LF anywhere, C0 controls and spaces
+# at either end.
+_URL_IGNORED = re.compile(r"[\t\r\n]")
+_C0_AND_SPACE = "".join(chr(i) for i in range(0x21))
+
+
+def leaves_origin(location: str) -> bool:
+    """True for a path-looking Location that a browser would read as another host.
+
+    `//host/x`, `/\\host/x` and `\\\\host/x` are network-path references to a browser: a
+    backslash counts as a slash in http URLs, and whitespace is dropped before parsing.
+    """
+    text = _URL_IGNORED.sub("", location).lstrip(_C0_AND_SPACE)
+    return len(text) >= 2 and text[0] in "/\\" and text[1] in "/\\"
 
 
 def rewrite_location(location: str, base_url: str, app_port: int | None) -> str:
-    """Make a redirect from the app point under the prefix.
+    """Make a redirect from the app point under the prefix, and never off our origin by mistake.
 
     `/path` becomes `{base_url}/path`, unless it already starts with the prefix (apps told their
     base URL add it themselves). An absolute URL pointing at the app's own loopback address
-    becomes a path under the prefix. Anything else (relative paths, other hosts) is left alone.
+    becomes a path under the prefix. `//host/...` (and its backslash and whitespace spellings) is
+    what an app answers when it was asked for the path `//host/...`, which `{prefix}//host` gives
+    it: it meant a path, so it stays one, under the prefix (at the root prefix its leading slashes
+    fold into one). Relative paths and explicit `scheme://other.host/` links are the app's own
+    business and are left alone.
     """
-    if location.startswith("/") and not location.startswith("//"):
+    if leaves_origin(location):
+        path = _URL_IGNORED.sub("", location).lstrip(_C0_AND_SPACE + "/\\")
+        return f"{base_url}//{path}" if base_url else "/" + path
+    if location.startswith("/"):
         if not base_url or location == base_url or location.startswith(base_url + "/"):
             return location
         return base_url + location

@@ -51,7 +51,7 @@ PROXIED_METHODS = (
     "SEARCH",
     "MKCALENDAR",
 )
-# No cap on request bodies: they stream, so their size costs no memory.
+# No cap on an allowed viewer's request bodies: they stream, so their size costs no memory.
 UNLIMITED_BODY = 1 << 62
 BODY_QUEUE_CHUNKS = 4
 
@@ -148,8 +148,12 @@ async def relay_response(
         handler.clear_header(name)
     connection = response.headers.getall("Connection", [])
     for name, value in h.response_headers_for_client(response.headers.items(), connection):
-        if name.lower() == "location":
+        lower = name.lower()
+        if lower == "location":
             value = h.rewrite_location(value, base_url, app_port)
+        elif lower == "set-cookie" and is_hub_cookie(value.split("=", 1)[0]):
+            log.warning("Dropped a JupyterHub cookie that the app tried to set")
+            continue
         handler.add_header(name, value)
     no_body = (
         handler.request.method == "HEAD"
@@ -175,7 +179,7 @@ async def relay_response(
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         # The app broke off mid-response. The status line is gone already, so the only honest
         # signal left is to cut the connection (no final chunk: the client sees a truncation).
-        log.warning("The app broke off the response to %s: %s", handler.request.uri, e)
+        log.warning("The app broke off the response to %s: %s", handler.logged_uri, e)
         response.close()
         with contextlib.suppress(Exception):
             handler.request.connection.close()
@@ -210,7 +214,9 @@ class AppRequestMixin:
         """
         services = self.services
         supervisor = services.supervisor
-        if supervisor.state in (AppState.READY, AppState.FAILED):
+        if supervisor.state in (AppState.READY, AppState.FAILED, AppState.WAITING):
+            # WAITING: the app starts at the first real visit ({origin_host}), so there is
+            # nothing to wait for; the request goes on and is authorised like any other.
             return False
         remaining = services.settings.hub_probe_timeout - (time.monotonic() - services.started_at)
         if remaining > 0:
@@ -252,9 +258,10 @@ class AppRequestMixin:
             if failure.retry_at is not None:
                 retry_in = max(0.0, failure.retry_at - time.monotonic())
             if browser:
+                output = failure.output if self.viewer_sees_output else None
                 self.send_page(
                     503,
-                    pages.app_failed_page(failure.reason, failure.output, retry_in),
+                    pages.app_failed_page(failure.reason, output, retry_in),
                     retry_after=retry_in or 1,
                 )
             else:
@@ -263,9 +270,8 @@ class AppRequestMixin:
         if browser:
             status_url = f"{settings.base_url}/{RESERVED}status"
             previous = supervisor.failure.reason if supervisor.failure else ""
-            page = pages.loading_page(
-                status_url, supervisor.phase, supervisor.recent_lines(), previous
-            )
+            lines = supervisor.recent_lines() if self.viewer_sees_output else []
+            page = pages.loading_page(status_url, supervisor.phase, lines, previous)
             self.send_page(503, page, retry_after=1)
         else:
             self.send_error_page(
@@ -279,7 +285,7 @@ class AppRequestMixin:
         """The app's URL for this request: the raw path after the prefix, query byte for byte.
 
         The identity query argument is removed in every spelling (and added back by us with
-        --query-user-info); so is the hub token when it came in the URL.
+        --query-user-info); so is `token`, behind JupyterHub.
         """
         settings = self.services.settings
         uri = self.request.uri or "/"
@@ -295,7 +301,9 @@ class AppRequestMixin:
         elif settings.server_mappath:
             rest = map_path(settings.server_mappath, rest)
         query = h.strip_query_arg(query)
-        if self.token_authenticated and self.get_query_argument("token", ""):
+        if self.services.hub_auth is not None:
+            # A hub token in the URL is the viewer's credential, whether or not the hub took it
+            # (JupyterHub 5 ignores `?token=` by default): never the app's.
             query = h.strip_query_arg(query, "token")
         viewer = self.viewer
         if settings.query_user_info and viewer is not None:
@@ -319,11 +327,11 @@ class AppRequestMixin:
             host=request.host,
             prefix=settings.base_url or "/",
         )
-        if self.services.hub_auth is not None:
-            # The viewer's hub credentials are for us, never for the app.
-            headers = h.without_credentials(
-                headers, is_hub_cookie, drop_authorization=self.token_authenticated
-            )
+        # The viewer's hub credentials are for us, never for the app; with --authtype none the
+        # hub's own cookies (path /) still arrive, and they are no more the app's business.
+        headers = h.without_credentials(
+            headers, is_hub_cookie, drop_authorization=self.token_authenticated
+        )
         if settings.forward_user_info and self.viewer is not None:
             headers.append((h.USER_HEADER, user_info(self.viewer)))
         overrides = self.services.supervisor.request_headers
@@ -351,13 +359,15 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
     SUPPORTED_METHODS = PROXIED_METHODS  # type: ignore[assignment]
 
     _body: BodyPipe | None = None
+    _with_body = False
     _upstream: asyncio.Task | None = None
     _activity = True
 
     async def prepare(self) -> None:
-        # Bodies stream, so tornado's default 100 MB cap has no reason to exist here.
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
-        self.unread_body = _has_body(self.request)
+        # The body stays unread (tornado waits for prepare) until the viewer is authorised; the
+        # server's small pre-authorisation limits hold until then.
+        self.unread_body = True
+        self._with_body = _has_body(self.request)
         if self.services.settings.raw_socket_proxy:
             # A raw socket app speaks no HTTP: only websockets make sense here.
             self.send_error_page(
@@ -369,6 +379,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         # Nothing reaches the app, and the app is not even started, before this says yes.
         if not await self.authorize():
             return
+        # Bodies stream, so an allowed viewer's upload has no size or time limit.
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.request.connection.set_body_timeout(None)  # type: ignore[arg-type]
         if not await self.wait_for_app():
             return
         self._activity = self.counts_as_activity()
@@ -386,7 +399,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             for name in ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
             if h.canonical_name(name) not in present
         )
-        self._body = BodyPipe() if self.unread_body else None
+        self._body = BodyPipe() if self._with_body else None
         self.unread_body = False
         self._upstream = asyncio.ensure_future(
             services.app_session.request(
@@ -409,6 +422,8 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             await self._body.put(chunk)
 
     def on_connection_close(self) -> None:
+        # The base method ends a streamed body's wait; without it the handler lives on.
+        super().on_connection_close()
         if self._body is not None:
             self._body.abandon()
         if self._upstream is not None and not self._upstream.done():
@@ -433,11 +448,11 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         except asyncio.CancelledError:
             raise
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
-            log.warning("The app refused %s %s: %s", self.request.method, self.request.uri, e)
+            log.warning("The app refused %s %s: %s", self.request.method, self.logged_uri, e)
             self.send_error_page(502, "the app refused the connection; it may be restarting")
             return
         except (aiohttp.ClientError, OSError) as e:
-            log.warning("The app failed %s %s: %s", self.request.method, self.request.uri, e)
+            log.warning("The app failed %s %s: %s", self.request.method, self.logged_uri, e)
             self.send_error_page(502, "the app closed the connection without an answer")
             return
         try:

@@ -10,15 +10,18 @@ instead of filling the proxy's memory. Close codes and reasons pass through both
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import logging
+from collections.abc import Mapping
 
 import aiohttp
 from tornado import websocket
 from tornado.routing import Matcher, PathMatches
 from yarl import URL
 
-from ..auth import AuthMixin
+from ..auth import AuthMixin, is_hub_cookie
 from ..base import BaseHandler
 from .http import AppRequestMixin
 
@@ -38,6 +41,29 @@ DEFAULT_MAX_MESSAGE = 128 * 1024 * 1024
 NORMAL_CLOSURE = 1000
 # Codes a close frame may not carry; stand-ins for "no status" and "abnormal closure".
 RESERVED_CLOSE_CODES = {1005, 1006, 1015}
+
+
+def handshake_problem(headers: Mapping[str, str]) -> tuple[int, str] | None:
+    """What is wrong with a client's websocket handshake (status, message), or None.
+
+    Checked before anything else happens, so that no connection to the app is opened for a
+    handshake that tornado would refuse afterwards (RFC 6455 section 4.2.1).
+    """
+    if not (headers.get("Host") or "").strip():
+        return 400, "a websocket handshake needs a Host header"
+    tokens = {t.strip().lower() for t in (headers.get("Connection") or "").split(",")}
+    if "upgrade" not in tokens:
+        return 400, 'a websocket handshake needs "Connection: Upgrade"'
+    if (headers.get("Sec-WebSocket-Version") or "").strip() != "13":
+        return 426, "this server speaks websocket version 13"
+    key = (headers.get("Sec-WebSocket-Key") or "").strip()
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        return 400, "the websocket handshake's Sec-WebSocket-Key is missing or malformed"
+    return None
 
 
 class WebSocketUpgrade(Matcher):
@@ -63,6 +89,8 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
     raw_writer: asyncio.StreamWriter | None = None
     raw_reader: asyncio.StreamReader | None = None
     _pump: asyncio.Task | None = None
+    # Set once on_close has begun closing the app's side (with the client's close code).
+    _app_side_closing = False
 
     @property
     def max_message_size(self) -> int | None:  # type: ignore[override]
@@ -78,35 +106,64 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
 
     async def get(self, *args: str) -> None:
         services = self.services
+        problem = handshake_problem(self.request.headers)
+        if problem is not None:
+            status, message = problem
+            version = {"Sec-WebSocket-Version": "13"} if status == 426 else None
+            self.send_error_page(status, message, headers=version)
+            return
         if not await self.authorize(websocket=True):
             return
         if not await self.wait_for_app(browser=False):
             return
         services.activity.touch()
-        if services.settings.raw_socket_proxy:
+        try:
+            if not await self.open_app_side():
+                return
+            await super().get(*args)
+        finally:
+            # However the client's side ended (refused, gone before the handshake finished, or
+            # closed), the app's side must not outlive it.
+            if not self._app_side_closing:
+                await self.close_app_side()
+
+    async def open_app_side(self) -> bool:
+        """Connect to the app (its websocket, or its raw socket); answer the client if it fails."""
+        if self.services.settings.raw_socket_proxy:
             try:
                 self.raw_reader, self.raw_writer = await self.connect_raw()
             except (OSError, asyncio.TimeoutError) as e:
                 log.warning("Cannot connect to the app's socket: %s", e)
                 self.send_error_page(502, "the app's socket refused the connection")
-                return
-            await super().get(*args)
-            return
+                return False
+            return True
         try:
             self.upstream = await self.connect_upstream()
         except aiohttp.WSServerHandshakeError as e:
-            log.warning("The app refused the websocket %s: %s", self.request.uri, e.status)
+            log.warning("The app refused the websocket %s: %s", self.logged_uri, e.status)
             self.send_error_page(
                 e.status if 400 <= e.status < 600 else 502, "the app refused the websocket"
             )
-            return
+            return False
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-            log.warning("Cannot open the app's websocket %s: %s", self.request.uri, e)
+            log.warning("Cannot open the app's websocket %s: %s", self.logged_uri, e)
             self.send_error_page(502, "the app's websocket could not be opened")
-            return
+            return False
         for cookie in self.upstream._response.headers.getall("Set-Cookie", []):
+            if is_hub_cookie(cookie.split("=", 1)[0]):
+                log.warning("Dropped a JupyterHub cookie that the app tried to set")
+                continue
             self.add_header("Set-Cookie", cookie)
-        await super().get(*args)
+        return True
+
+    async def close_app_side(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self.raw_writer is not None:
+            self._close_raw()
+        if self.upstream is not None and not self.upstream.closed:
+            with contextlib.suppress(Exception):
+                await self.upstream.close(code=1001, message=b"the client went away")
 
     async def connect_upstream(self) -> aiohttp.ClientWebSocketResponse:
         services = self.services
@@ -222,7 +279,10 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
             await upstream.close()
 
     def on_close(self) -> None:
+        # Tornado also calls this when the client leaves before the handshake is done, when the
+        # app's side may not exist yet: `get` closes it then, once it does.
         if self.raw_writer is not None:
+            self._app_side_closing = True
             self._close_raw()
             if self._pump is not None:
                 self._pump.cancel()
@@ -230,6 +290,7 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
         upstream = self.upstream
         if upstream is None or upstream.closed:
             return
+        self._app_side_closing = True
         code = self.close_code
         if code is None or code in RESERVED_CLOSE_CODES:
             code = NORMAL_CLOSURE

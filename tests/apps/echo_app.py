@@ -16,6 +16,10 @@ Routes:
   /hop             a response carrying hop-by-hop headers
   /close-listener  stops listening and drops its connections, but keeps running
   /ws              websocket echo (text and binary)
+  /set-cookie?name=N  sets the cookie N=1
+  /ws-open         {"open": N}: websockets open on the app right now
+  .../dir          301 to the same path with a slash added, as a file server does for folders
+  /redirect-self?path=P  302 to http://127.0.0.1:PORT{P}, the app's own absolute URL
 
 Every request is printed as `app got METHOD URI`, so tests can tell what reached the app.
 """
@@ -200,6 +204,7 @@ class Exit(web.RequestHandler):
 
 
 LAST_CLOSE: dict = {}
+OPEN_WEBSOCKETS = [0]
 
 
 class WSEcho(websocket.WebSocketHandler):
@@ -215,6 +220,7 @@ class WSEcho(websocket.WebSocketHandler):
 
     def open(self):
         self.set_nodelay(True)
+        OPEN_WEBSOCKETS[0] += 1
 
     async def on_message(self, message):
         if message == "close-me":
@@ -229,7 +235,30 @@ class WSEcho(websocket.WebSocketHandler):
         await self.write_message(message, binary=isinstance(message, bytes))
 
     def on_close(self):
+        OPEN_WEBSOCKETS[0] -= 1
         LAST_CLOSE.update(code=self.close_code, reason=self.close_reason)
+
+
+class SetCookie(web.RequestHandler):
+    def get(self):
+        self.set_cookie(self.get_argument("name"), "1", path="/")
+        self.finish("ok")
+
+
+class WSOpen(web.RequestHandler):
+    def get(self):
+        self.finish({"open": OPEN_WEBSOCKETS[0]})
+
+
+class FolderRedirect(web.RequestHandler):
+    def get(self):
+        self.redirect(self.request.path + "/", permanent=True)
+
+
+class RedirectSelf(web.RequestHandler):
+    def get(self):
+        port = self.request.connection.stream.socket.getsockname()[1]
+        self.redirect(f"http://127.0.0.1:{port}{self.get_argument('path')}")
 
 
 class LastClose(web.RequestHandler):
@@ -286,6 +315,10 @@ async def main() -> None:
             (r"/hop", Hop),
             (r"/close-listener", CloseListener),
             (r"/ws", WSEcho),
+            (r"/ws-open", WSOpen),
+            (r"/set-cookie", SetCookie),
+            (r".*/dir", FolderRedirect),
+            (r"/redirect-self", RedirectSelf),
             (r"/last-close", LastClose),
             (r"/wspage", WSPage),
             (r"/.*", Echo),
