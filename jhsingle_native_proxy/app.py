@@ -17,7 +17,7 @@ from .activity import isoformat
 from .auth import AuthMixin, OAuthCallbackHandler, cookie_secret
 from .base import RESERVED, BaseHandler, Services
 from .proxy.headers import scrub_uri
-from .proxy.http import PROXIED_METHODS, ProxyHandler
+from .proxy.http import CLIENT_GONE, PROXIED_METHODS, ProxyHandler
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
 
@@ -91,7 +91,10 @@ class StatusHandler(AuthMixin, BaseHandler):
 def log_request(handler: web.RequestHandler) -> None:
     """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
     status = handler.get_status()
-    level = logging.INFO if status < 500 else logging.WARNING
+    if status == CLIENT_GONE:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO if status < 500 else logging.WARNING
     access_log.log(
         level,
         "%d %s %s %.1fms",

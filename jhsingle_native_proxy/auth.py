@@ -16,6 +16,7 @@ token header is never attached by a browser on its own.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -37,6 +38,8 @@ from .settings import HubSettings, Settings
 log = logging.getLogger("jhsingle_native_proxy")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+# Seconds a look-up of the viewer with the hub may take (--aiohttp-request-timeout sets it).
+HUB_LOOKUP_TIMEOUT = 20.0
 
 
 def cookie_secret(api_token: str) -> bytes:
@@ -237,15 +240,25 @@ class AuthMixin(HubOAuthenticated):
         return bool(getattr(self, "_token_authenticated", False))
 
     async def identify(self) -> dict | None:
-        """The viewer's hub model, or None. Asynchronous: never blocks the event loop."""
-        model = await self.hub_auth.get_user(self, sync=False)
+        """The viewer's hub model, or None. Asynchronous: never blocks the event loop.
+
+        A hub that hangs must not hold the request: past --aiohttp-request-timeout (20 s by
+        default) the lookup counts as the hub being unreachable.
+        """
+        settings = self.application.settings["services"].settings
+        timeout = settings.aiohttp_request_timeout or HUB_LOOKUP_TIMEOUT
+        try:
+            model = await asyncio.wait_for(self.hub_auth.get_user(self, sync=False), timeout)
+        except asyncio.TimeoutError:
+            raise web.HTTPError(503, f"JupyterHub did not answer within {timeout:g} s") from None
         allowed = model if model and self.policy.allows(model) else None
         # HubAuthenticated.get_current_user reads this cache, so `current_user` never blocks.
         self._hub_auth_user_cache = allowed
         return model
 
     def host_acceptable(self) -> bool:
-        """Refuse a malformed Host (400) and, with --authtype none, a name not ours (403).
+        """Refuse a target or Host we cannot pass on as sent (400) and, with --authtype none, a
+        host name not ours (403).
 
         With --authtype none on a loopback address, a page on any site could reach the app by
         DNS rebinding (its own name resolving to 127.0.0.1): the browser then sends that name as
@@ -253,6 +266,10 @@ class AuthMixin(HubOAuthenticated):
         are accepted there.
         """
         settings = self.application.settings["services"].settings
+        problem = h.target_problem(self.request.uri or "")
+        if problem:
+            self.send_error_page(400, f"The request was refused: {problem}.")
+            return False
         parts = h.split_host(self.request.host or "")
         if parts is None:
             log.warning("Refused %s: malformed Host header", self.logged_uri)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -41,6 +42,8 @@ class Services:
     policy: AccessPolicy | None = None
     # When the proxy started (monotonic clock): JupyterHub's readiness probe is held from then on.
     started_at: float = 0.0
+    # Turns for requests to the app (see proxy.http._in_turn); made by the server.
+    app_turns: asyncio.Semaphore | None = None
 
 
 class BaseHandler(web.RequestHandler):

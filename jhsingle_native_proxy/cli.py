@@ -23,6 +23,7 @@ import sys
 import click
 
 from ._version import __version__
+from .proxy.headers import header_problem
 from .serverproxy import ConfigError, describe_servers, find_server, load_config_file
 from .settings import SettingsError, build_settings
 
@@ -62,7 +63,7 @@ def _options(f):
     opts = [
         click.option(
             "--port",
-            type=int,
+            type=click.IntRange(0, 65535),
             default=None,
             help="Port to listen on [default: from JUPYTERHUB_SERVICE_URL, else 8888].",
         ),
@@ -402,6 +403,9 @@ def parse_args(argv: list[str], environ: dict[str, str]):
         options, command = merge_server(server, options, command)
     for option in ("env", "mappath", "request_header"):
         options[option] = pairs(options[option], "--" + option.replace("_", "-"))
+    for name, value in options["request_header"].items():
+        if problem := header_problem(name, value):
+            raise SettingsError(f"--request-header: {problem}")
     return build_settings(options, command, environ)
 
 
@@ -446,8 +450,13 @@ def merge_server(server, options: dict, command: list[str]):
 
 
 def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr and a non-zero exit: what an admin reading a spawner log needs."""
-    click.echo(f"{PROG}: error: {message}", err=True)
+    """One clear line on stderr and a non-zero exit: what an admin reading a spawner log needs.
+
+    Line breaks in the message (a value quoted from the command line) are shown as `\\n`, so
+    the message stays one line.
+    """
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    click.echo(f"{PROG}: error: {one_line}", err=True)
     raise SystemExit(code)
 
 

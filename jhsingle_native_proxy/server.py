@@ -23,7 +23,7 @@ from .activity import ActivityReporter, ActivityTracker
 from .app import make_app
 from .auth import AccessPolicy, make_hub_auth
 from .base import Services
-from .proxy.http import new_app_session
+from .proxy.http import APP_TURNS, new_app_session
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -176,6 +176,7 @@ async def serve(settings: Settings) -> None:
         app_session=session,
         activity=tracker,
         started_at=time.monotonic(),
+        app_turns=asyncio.Semaphore(APP_TURNS),
     )
     if settings.authtype == "oauth":
         services.hub_auth = make_hub_auth(settings)

@@ -37,6 +37,7 @@ import aiohttp
 from simpervisor import SupervisedProcess, atexitasync
 
 from .command import TemplateError, substitute, substitute_all
+from .proxy.headers import header_problem
 from .serverproxy import CALLABLE_ARGUMENTS, ConfigError, call_with_arguments
 from .settings import Settings
 
@@ -52,8 +53,9 @@ OUTPUT_LINES_KEPT = 50
 MAX_LINE_BYTES = 8192
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-# An instance that stayed up this long after becoming ready resets the backoff.
-STABLE_AFTER = 60.0
+# An instance that had been ready this long is restarted at once when it ends, and resets the
+# backoff; one that ends sooner (a crash loop at start) waits BACKOFF_FIRST, doubling.
+STABLE_AFTER = 2.0
 
 
 class AppState(enum.Enum):
@@ -298,14 +300,20 @@ class AppSupervisor:
                 restarts = 0
                 continue
             if up_for >= STABLE_AFTER:
-                restarts = 0
-            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**restarts)
-            restarts += 1
+                # It had been serving: a crash or an OOM kill, not a start that cannot work.
+                # Back at once, as 0.8.3 did; the backoff is for apps that die while starting.
+                restarts, delay = 0, 0.0
+            else:
+                delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2**restarts)
+                restarts += 1
             failure.retry_at = time.monotonic() + delay
             self.failure = failure
             self._set_state(AppState.FAILED)
-            log.warning("Restarting the app in %.1f s", delay)
-            await asyncio.sleep(delay)
+            if delay:
+                log.warning("Restarting the app in %.1f s", delay)
+                await asyncio.sleep(delay)
+            else:
+                log.warning("Restarting the app now: it had been serving for %.0f s", up_for)
 
     @property
     def origin(self) -> str:
@@ -351,6 +359,9 @@ class AppSupervisor:
             **s.request_header,
         }
         header_list = [(k, substitute(str(v), values)) for k, v in headers.items()]
+        for name, value in header_list:
+            if problem := header_problem(name, value):
+                raise ConfigError(f"the server's request_headers_override: {problem}")
         return self.resolve_command(argv, env), env, header_list
 
     def _substitutions(self, port: int) -> dict[str, object]:

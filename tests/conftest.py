@@ -164,12 +164,18 @@ class Proxy:
                 kill_pid(pid)
 
 
-@pytest.fixture
-def start_proxy(tmp_path):
-    """Start the real CLI: `start_proxy(args, app=[...])`; stopped and cleaned up after the test."""
-    started: list[Proxy] = []
+class ProxyStarter:
+    """Starts the real CLI, its files in `directory`; `cleanup()` ends every proxy it started.
 
-    def start(
+    Call it as `start(args, app=[...])`: see `start_proxy`.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.started: list[Proxy] = []
+
+    def __call__(
+        self,
         args: list[str] | None = None,
         app: list[str] | None = None,
         *,
@@ -185,9 +191,9 @@ def start_proxy(tmp_path):
         """`raw_argv`, when given, is the whole command line after the program name;
         `launcher` comes before the program and must `exec` it (so the PID stays the proxy's)."""
         port = port or free_port()
-        n = len(started)
-        pidfile = tmp_path / f"app-pids-{n}.txt"
-        log_path = tmp_path / f"proxy-{n}.log"
+        n = len(self.started)
+        pidfile = self.directory / f"app-pids-{n}.txt"
+        log_path = self.directory / f"proxy-{n}.log"
         if app is None:
             app = [sys.executable, ECHO_APP, "{port}"]
         if raw_argv is None:
@@ -203,22 +209,41 @@ def start_proxy(tmp_path):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=environment,
-                cwd=cwd or str(tmp_path),
+                cwd=cwd or str(self.directory),
                 stdin=subprocess.DEVNULL,
             )
         proxy = Proxy(process, port, prefix, log_path, pidfile)
-        started.append(proxy)
+        self.started.append(proxy)
         if wait == "ready":
             proxy.wait_ready()
         elif wait == "listening":
             proxy.wait_listening()
         return proxy
 
+    def cleanup(self) -> None:
+        for proxy in self.started:
+            proxy.cleanup()
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    """Start the real CLI: `start_proxy(args, app=[...])`; stopped and cleaned up after the test."""
+    start = ProxyStarter(tmp_path)
     try:
         yield start
     finally:
-        for proxy in started:
-            proxy.cleanup()
+        start.cleanup()
+
+
+@pytest.fixture(scope="module")
+def start_module_proxy(tmp_path_factory):
+    """`start_proxy` for a whole test module: what it starts is ended after the module's last test,
+    so one proxy can serve many tests (fuzzing, where starting one per example costs too much)."""
+    start = ProxyStarter(tmp_path_factory.mktemp("module-proxy"))
+    try:
+        yield start
+    finally:
+        start.cleanup()
 
 
 def run_cli(
@@ -266,3 +291,16 @@ async def ws_try(url: str, headers: dict) -> str:
             return f"echo:{msg.data}"
     except aiohttp.WSServerHandshakeError as e:
         return f"refused:{e.status}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability suite's figures, as one table, and as JSON in test-artifacts/."""
+    import loadgen
+
+    path = loadgen.save_figures()
+    if path is None:
+        return
+    terminalreporter.section("reliability figures")
+    for line in loadgen.figures_table():
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"(also in {path})")

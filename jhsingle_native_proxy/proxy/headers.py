@@ -241,6 +241,41 @@ def rewrite_location(location: str, base_url: str, app_port: int | None) -> str:
     return location
 
 
+def target_problem(uri: str) -> str | None:
+    """Why a request target cannot reach the app byte for byte, or None.
+
+    A target may hold visible ASCII only (RFC 9112): raw bytes above 0x7E would reach the app
+    re-encoded (the HTTP client speaks UTF-8 where the server read latin-1), and a `#` starts a
+    fragment, which a client never sends and the way to the app would cut off.
+    """
+    if "#" in uri:
+        return "a '#' (a fragment) is not part of a request target"
+    if not uri.isascii() or any(c < "!" or c == "\x7f" for c in uri):
+        return "the request target holds characters that must be percent-encoded"
+    return None
+
+
+def value_for_app(value: str) -> str:
+    """A header value, read by tornado as latin-1, made to reach the app as the same bytes.
+
+    The client to the app writes header values as UTF-8: a value whose bytes are UTF-8 (a
+    cookie with accents, say) is decoded as such, so it is written back unchanged; raises
+    ValueError for one that is not UTF-8, which cannot be passed on byte for byte.
+    """
+    if value.isascii():
+        return value
+    return value.encode("latin-1").decode("utf-8")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """Why `name: value` cannot be sent as a header, or None (a token, and no line break)."""
+    if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        return f"{name!r} is not a header name"
+    if any(c in value for c in "\r\n\0"):
+        return f"the value of {name} holds a line break or NUL"
+    return None
+
+
 def without_credentials(
     headers: list[tuple[str, str]], is_credential_cookie, *, drop_authorization: bool
 ) -> list[tuple[str, str]]:

@@ -54,6 +54,8 @@ PROXIED_METHODS = (
 # No cap on an allowed viewer's request bodies: they stream, so their size costs no memory.
 UNLIMITED_BODY = 1 << 62
 BODY_QUEUE_CHUNKS = 4
+# Requests to the app in flight at once (see `_in_turn`).
+APP_TURNS = 64
 
 
 class BodyPipe:
@@ -90,7 +92,11 @@ class BodyPipe:
             await self.put(None)
 
     def abandon(self) -> None:
+        """Nobody will read on: drop what is queued (a cancelled request may linger in a
+        reference cycle until a full garbage collection, but its chunks need not)."""
         self._abandoned.set()
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -172,9 +178,12 @@ async def relay_response(
         async for chunk in response.content.iter_any():
             handler.write(chunk)
             await handler.flush()
-    except iostream.StreamClosedError:
+    except iostream.StreamClosedError as e:
         # The client went away; stop reading from the app.
+        _drop_tracebacks(e)
+        _drop_tracebacks(getattr(handler.request.connection.stream, "error", None))
         response.close()
+        handler.note_client_gone()
         return
     except (aiohttp.ClientError, asyncio.TimeoutError) as e:
         # The app broke off mid-response. The status line is gone already, so the only honest
@@ -185,6 +194,9 @@ async def relay_response(
             handler.request.connection.close()
         return
     handler.finish()
+
+
+CLIENT_GONE = 499  # nginx's "client closed request": the access line says so, at debug level
 
 
 class AppRequestMixin:
@@ -316,9 +328,14 @@ class AppRequestMixin:
         """The client's headers as the app gets them, with our own additions."""
         request = self.request
         settings = self.services.settings
-        pairs = request.headers.get_all()
-        if drop:
-            pairs = [(n, v) for n, v in pairs if h.canonical_name(n) not in drop]
+        try:
+            pairs = [
+                (n, h.value_for_app(v))
+                for n, v in request.headers.get_all()
+                if h.canonical_name(n) not in drop
+            ]
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, "a header value is neither ASCII nor UTF-8") from None
         headers = h.request_headers_for_app(
             pairs,
             request.headers.get_list("Connection"),
@@ -341,6 +358,10 @@ class AppRequestMixin:
             headers.extend(overrides)
         return headers
 
+    def note_client_gone(self) -> None:
+        """A client that leaves before its answer is complete is normal, not an error."""
+        self.set_status(CLIENT_GONE, "Client Closed Request")
+
     def counts_as_activity(self) -> bool:
         """--activity-exclude paths (health checks, say) leave the server looking idle."""
         settings = self.services.settings
@@ -360,6 +381,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
 
     _body: BodyPipe | None = None
     _with_body = False
+    client_gone = False
     _upstream: asyncio.Task | None = None
     _activity = True
 
@@ -402,15 +424,18 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         self._body = BodyPipe() if self._with_body else None
         self.unread_body = False
         self._upstream = asyncio.ensure_future(
-            services.app_session.request(
-                request.method,
-                URL(self.target_url(), encoded=True),
-                headers=headers,
-                data=self._body.chunks() if self._body is not None else None,
-                allow_redirects=False,
-                skip_auto_headers=skip,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=services.settings.request_timeout
+            _in_turn(
+                services.app_turns,
+                services.app_session.request(
+                    request.method,
+                    URL(self.target_url(), encoded=True),
+                    headers=headers,
+                    data=self._body.chunks() if self._body is not None else None,
+                    allow_redirects=False,
+                    skip_auto_headers=skip,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, sock_connect=services.settings.request_timeout
+                    ),
                 ),
             )
         )
@@ -421,7 +446,18 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         if self._body is not None:
             await self._body.put(chunk)
 
+    def on_finish(self) -> None:
+        # Nothing of the app's answer outlives the request (see on_connection_close).
+        self._upstream = None
+        self._body = None
+
     def on_connection_close(self) -> None:
+        self.client_gone = True
+        # A connection that broke keeps its stream's error, whose traceback holds the stream,
+        # and through it this handler and the app's buffered answer: a cycle that only a full
+        # garbage collection frees, so every aborted download would grow the proxy until then.
+        stream = getattr(self.request.connection, "stream", None)
+        _drop_tracebacks(getattr(stream, "error", None))
         # The base method ends a streamed body's wait; without it the handler lives on.
         super().on_connection_close()
         if self._body is not None:
@@ -446,7 +482,11 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             )
             return
         except asyncio.CancelledError:
-            raise
+            if not self.client_gone:
+                raise
+            # on_connection_close cancelled the app's request: the client left first.
+            self.note_client_gone()
+            return
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as e:
             log.warning("The app refused %s %s: %s", self.request.method, self.logged_uri, e)
             self.send_error_page(502, "the app refused the connection; it may be restarting")
@@ -461,6 +501,32 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         finally:
             if self._activity:
                 self.services.activity.touch()
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    """Forget where a client-side connection error was raised, to break reference cycles.
+
+    tornado keeps a broken stream's error, and the error's traceback holds the frames that
+    wrote to the stream: the stream itself, its handler, the app's answer being relayed. Such a
+    cycle is freed only by a full garbage collection, so without this every aborted download
+    would hold its buffers, and grow the proxy, until one happens.
+    """
+    while error is not None:
+        error.__traceback__ = None
+        error = getattr(error, "real_error", None) or error.__context__
+
+
+async def _in_turn(turns: asyncio.Semaphore, sending):
+    """Send a request to the app once a turn is free; the turn ends with the response's headers.
+
+    At most APP_TURNS requests are sent and awaiting their answer's headers at once; streams
+    (bodies being relayed, server-sent events, websockets) hold no turn. Beyond that number the
+    app answers no faster, but the proxy's event loop fills with work that delays everything
+    else, websocket messages first: waiting here costs nothing. It also bounds the connections
+    kept open to the app.
+    """
+    async with turns:
+        return await sending
 
 
 def _quiet(task: asyncio.Future) -> None:

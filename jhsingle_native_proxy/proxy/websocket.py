@@ -66,6 +66,26 @@ def handshake_problem(headers: Mapping[str, str]) -> tuple[int, str] | None:
     return None
 
 
+def valid_close_code(code: int | None) -> bool:
+    """A code a close frame may carry (RFC 6455 section 7.4): 1000-1003, 1007-1014, 3000-4999."""
+    return code is not None and (
+        1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+    )
+
+
+class _CheckedCloseProtocol(websocket.WebSocketProtocol13):
+    """tornado's websocket protocol, but a close frame never carries a code RFC 6455 forbids.
+
+    tornado answers a client's close frame with the same code; a client that sent 999 or 1005
+    would be sent it back. Such a code is a protocol error, answered with 1002.
+    """
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        if code is not None and not valid_close_code(code):
+            code, reason = 1002, "invalid close code"
+        super().close(code, reason)
+
+
 class WebSocketUpgrade(Matcher):
     """Matches requests under `path_pattern` that ask to become a websocket."""
 
@@ -98,6 +118,12 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
         if size is None:
             return DEFAULT_MAX_MESSAGE
         return size or None  # 0: no limit beyond memory
+
+    def get_websocket_protocol(self):
+        protocol = super().get_websocket_protocol()
+        if protocol is None:
+            return None
+        return _CheckedCloseProtocol(self, False, protocol.params)
 
     def check_origin(self, origin: str) -> bool:
         # Origins were checked (with the rest of forgery protection) in `get`, before the app was
@@ -260,7 +286,7 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
                 elif msg.type == aiohttp.WSMsgType.BINARY:
                     await self.write_message(msg.data, binary=True)
                 elif msg.type == aiohttp.WSMsgType.CLOSE:
-                    code = msg.data if msg.data not in RESERVED_CLOSE_CODES else NORMAL_CLOSURE
+                    code = msg.data if valid_close_code(msg.data) else NORMAL_CLOSURE
                     await upstream.close(code=code)
                     self.close(code, msg.extra or None)
                     return
@@ -294,6 +320,8 @@ class WebSocketProxyHandler(AuthMixin, AppRequestMixin, BaseHandler, websocket.W
         code = self.close_code
         if code is None or code in RESERVED_CLOSE_CODES:
             code = NORMAL_CLOSURE
+        elif not valid_close_code(code):
+            code = 1002
         reason = (self.close_reason or "").encode("utf-8")
         asyncio.ensure_future(self._close_upstream(upstream, code, reason))
 
