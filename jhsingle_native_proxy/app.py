@@ -14,7 +14,7 @@ from tornado import web
 from tornado.routing import Rule
 
 from .activity import isoformat
-from .auth import AuthMixin, OAuthCallbackHandler, cookie_secret
+from .auth import AuthMixin, cookie_secret
 from .base import RESERVED, BaseHandler, Services
 from .proxy.headers import scrub_uri
 from .proxy.http import CLIENT_GONE, PROXIED_METHODS, ProxyHandler
@@ -111,12 +111,17 @@ def make_app(services: Services) -> web.Application:
     routes: list[tuple] = []
     if prefix != "/":
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
-    routes.append((escaped + re.escape(RESERVED) + "status", StatusHandler))
+    status, websockets, proxied = StatusHandler, WebSocketProxyHandler, ProxyHandler
     if services.hub_auth is not None:
+        # Only now: JupyterHub's client is heavy, and --authtype none has no use for it.
+        from .hub_login import OAuthCallbackHandler, with_hub_login
+
+        status, websockets, proxied = map(with_hub_login, (status, websockets, proxied))
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [
-        Rule(WebSocketUpgrade(escaped + ".*"), WebSocketProxyHandler),
-        (escaped + ".*", ProxyHandler),
+        (escaped + re.escape(RESERVED) + "status", status),
+        Rule(WebSocketUpgrade(escaped + ".*"), websockets),
+        (escaped + ".*", proxied),
     ]
     if "@" in prefix:
         routes.append((".*", CanonicalPrefixHandler))

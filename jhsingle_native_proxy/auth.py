@@ -25,15 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
-from jupyterhub.services.auth import check_scopes as hub_check_scopes
 from tornado import web
 
 from . import pages
-from .base import BaseHandler
-from .login_state import StatelessHubOAuth
 from .proxy import headers as h
-from .settings import HubSettings, Settings
+from .settings import HubSettings
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -54,31 +50,6 @@ def cookie_secret(api_token: str) -> bytes:
         .hexdigest()
         .encode("ascii")
     )
-
-
-def make_hub_auth(settings: Settings) -> HubOAuth:
-    """HubOAuth configured from Settings only (so from the environment read once, in one place)."""
-    hub = settings.hub
-    kwargs: dict[str, object] = dict(
-        api_token=hub.api_token,
-        api_url=hub.api_url,
-        oauth_client_id=hub.client_id,
-        base_url=settings.prefix,
-        hub_prefix=hub.hub_prefix,
-        hub_host=hub.host,
-        oauth_redirect_uri=hub.oauth_callback_url or settings.prefix + "oauth_callback",
-        access_scopes=set(hub.access_scopes or ()),
-        keyfile=hub.ssl_keyfile,
-        certfile=hub.ssl_certfile,
-        client_ca=hub.ssl_client_ca,
-        cookie_options=dict(hub.cookie_options),
-        cache_max_age=60,
-    )
-    if "cookie_host_prefix_enabled" in StatelessHubOAuth.class_trait_names():
-        kwargs["cookie_host_prefix_enabled"] = hub.cookie_host_prefix_enabled
-    auth = StatelessHubOAuth(**kwargs)
-    auth.verifier_secret = cookie_secret(hub.api_token)
-    return auth
 
 
 @dataclass(frozen=True)
@@ -103,6 +74,8 @@ class AccessPolicy:
     def allows(self, model: Mapping) -> bool:
         if self.anyone:
             return True
+        from jupyterhub.services.auth import check_scopes as hub_check_scopes
+
         if self.scopes and hub_check_scopes(set(self.scopes), set(model.get("scopes") or ())):
             return True
         if model.get("kind", "user") != "user":
@@ -213,23 +186,14 @@ def is_hub_cookie(name: str) -> bool:
     return name.startswith("jupyterhub-")
 
 
-class AuthMixin(HubOAuthenticated):
-    """Authentication and authorisation for our handlers, run before anything reaches the app."""
+class AuthMixin:
+    """Authentication and authorisation for our handlers, run before anything reaches the app.
+
+    With --authtype oauth the server adds JupyterHub's login machinery to each handler class
+    (hub_login.with_hub_login), so that JupyterHub's client is imported only in that mode.
+    """
 
     viewer: dict | None = None
-
-    @property
-    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
-        return self.application.settings["services"].hub_auth
-
-    @hub_auth.setter
-    def hub_auth(self, value) -> None:  # pragma: no cover - set through Services only
-        raise AttributeError("hub_auth comes from Services")
-
-    def check_xsrf_cookie(self) -> None:
-        # JupyterHub's `_xsrf` check would refuse every cookie-authenticated POST of an app that
-        # has never heard of `_xsrf`. `forgery_reason` takes its place, in `authorize`.
-        return None
 
     @property
     def policy(self) -> AccessPolicy:
@@ -381,22 +345,3 @@ class AuthMixin(HubOAuthenticated):
         self.viewer = model
         self.hub_auth._persist_url_token_if_set(self)
         return True
-
-
-@web.stream_request_body  # a body sent here is read and dropped, never kept
-class OAuthCallbackHandler(AuthMixin, HubOAuthCallbackHandler, BaseHandler):
-    """`{prefix}/oauth_callback`: finishes the OAuth dance and sets the token cookie."""
-
-    async def prepare(self) -> None:
-        # Fill the user cache asynchronously, so the library's `current_user` never blocks.
-        try:
-            await self.identify()
-        except web.HTTPError:
-            self._hub_auth_user_cache = None
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        message = "Logging in through JupyterHub did not work; please try again."
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
-            message = exc.log_message
-        self.send_error_page(status_code, message)

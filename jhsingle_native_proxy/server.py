@@ -15,13 +15,12 @@ import sys
 import tempfile
 import time
 
-from jupyterhub.utils import make_ssl_context
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from .activity import ActivityReporter, ActivityTracker
 from .app import make_app
-from .auth import AccessPolicy, make_hub_auth
+from .auth import AccessPolicy
 from .base import Services
 from .proxy.http import APP_TURNS, new_app_session
 from .settings import Settings
@@ -69,6 +68,8 @@ def ssl_contexts(settings: Settings):
     hub = settings.hub
     if not hub.internal_ssl:
         return None, None
+    from jupyterhub.utils import make_ssl_context
+
     try:
         server = make_ssl_context(
             hub.ssl_keyfile,
@@ -179,6 +180,8 @@ async def serve(settings: Settings) -> None:
         app_turns=asyncio.Semaphore(APP_TURNS),
     )
     if settings.authtype == "oauth":
+        from .hub_login import make_hub_auth
+
         services.hub_auth = make_hub_auth(settings)
         services.policy = AccessPolicy.from_hub(settings.hub)
     reporter = ActivityReporter(settings, tracker, client_ssl)

@@ -1,0 +1,82 @@
+"""JupyterHub's login machinery, added to our handlers with --authtype oauth only.
+
+JupyterHub's client (`jupyterhub.services.auth`) pulls in its database layer and SQLAlchemy:
+about 30 MiB and a third of a second at start-up. A server with --authtype none never imports
+this module, and so never pays for it.
+"""
+
+from __future__ import annotations
+
+from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from .auth import AuthMixin, cookie_secret
+from .base import BaseHandler
+from .login_state import StatelessHubOAuth
+from .settings import Settings
+
+
+def make_hub_auth(settings: Settings) -> HubOAuth:
+    """HubOAuth configured from Settings only (so from the environment read once, in one place)."""
+    hub = settings.hub
+    kwargs: dict[str, object] = dict(
+        api_token=hub.api_token,
+        api_url=hub.api_url,
+        oauth_client_id=hub.client_id,
+        base_url=settings.prefix,
+        hub_prefix=hub.hub_prefix,
+        hub_host=hub.host,
+        oauth_redirect_uri=hub.oauth_callback_url or settings.prefix + "oauth_callback",
+        access_scopes=set(hub.access_scopes or ()),
+        keyfile=hub.ssl_keyfile,
+        certfile=hub.ssl_certfile,
+        client_ca=hub.ssl_client_ca,
+        cookie_options=dict(hub.cookie_options),
+        cache_max_age=60,
+    )
+    if "cookie_host_prefix_enabled" in StatelessHubOAuth.class_trait_names():
+        kwargs["cookie_host_prefix_enabled"] = hub.cookie_host_prefix_enabled
+    auth = StatelessHubOAuth(**kwargs)
+    auth.verifier_secret = cookie_secret(hub.api_token)
+    return auth
+
+
+class HubLoginMixin(HubOAuthenticated):
+    """JupyterHub's OAuth login for a handler: login URLs with state, the token cookie."""
+
+    @property
+    def hub_auth(self) -> HubOAuth:  # type: ignore[override]
+        return self.application.settings["services"].hub_auth
+
+    @hub_auth.setter
+    def hub_auth(self, value) -> None:  # pragma: no cover - set through Services only
+        raise AttributeError("hub_auth comes from Services")
+
+    def check_xsrf_cookie(self) -> None:
+        # JupyterHub's `_xsrf` check would refuse every cookie-authenticated POST of an app that
+        # has never heard of `_xsrf`. `forgery_reason` takes its place, in `authorize`.
+        return None
+
+
+def with_hub_login(handler_class: type) -> type:
+    """`handler_class` with JupyterHub's login machinery in front of it."""
+    return type(handler_class.__name__, (HubLoginMixin, handler_class), {})
+
+
+@web.stream_request_body  # a body sent here is read and dropped, never kept
+class OAuthCallbackHandler(HubLoginMixin, AuthMixin, HubOAuthCallbackHandler, BaseHandler):
+    """`{prefix}/oauth_callback`: finishes the OAuth dance and sets the token cookie."""
+
+    async def prepare(self) -> None:
+        # Fill the user cache asynchronously, so the library's `current_user` never blocks.
+        try:
+            await self.identify()
+        except web.HTTPError:
+            self._hub_auth_user_cache = None
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        message = "Logging in through JupyterHub did not work; please try again."
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
+            message = exc.log_message
+        self.send_error_page(status_code, message)
