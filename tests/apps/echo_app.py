@@ -6,6 +6,7 @@ Routes:
   /echo            JSON of method, raw uri, headers (as a list of pairs), body length
   /upload          streams the request body, answers {"bytes": n, "sha256": ...}
   /download?n=N    streams N bytes (a repeating pattern) in 64 KiB chunks, no Content-Length
+                   (with &length=1: with a Content-Length)
   /sse?n=N&gap=S   server-sent events: N events, S seconds apart
   /cookies         two Set-Cookie headers
   /redirect?to=X   302 to X
@@ -93,6 +94,8 @@ class Download(web.RequestHandler):
     async def get(self):
         n = int(self.get_argument("n"))
         self.set_header("Content-Type", "application/octet-stream")
+        if self.get_argument("length", ""):
+            self.set_header("Content-Length", str(n))
         while n > 0:
             chunk = PATTERN[: min(n, len(PATTERN))]
             self.write(chunk)
