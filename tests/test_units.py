@@ -368,3 +368,123 @@ def test_login_state_keeps_its_data_in_itself_and_only_safe_return_addresses(bas
         assert auth.get_next_url(forged) == base_url, bad
     assert auth.get_next_url("garbage") == base_url
     assert auth.get_code_verifier("garbage") is None
+
+
+# Websocket frame headers (proxy/frames.py): the relay reads nothing else of a frame.
+
+
+def _frame_head(opcode: int, n: int, *, fin: bool = True, rsv: int = 0, key: bytes | None = None):
+    """A frame header as RFC 6455 5.2 lays it out, written independently of frames.py."""
+    import struct
+
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    bit = 0x80 if key is not None else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    return head + (key or b"")
+
+
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 2**32, 2**63 - 1])
+@pytest.mark.parametrize("key", [None, b"\x01\x02\x03\x04"])
+def test_frame_header_lengths_in_all_three_encodings(n, key):
+    from jhsingle_native_proxy.proxy import frames
+
+    head = _frame_head(frames.BINARY, n, key=key)
+    parsed = frames.parse_header(b"junk" + head + b"payload", 4)
+    assert parsed == frames.Header(True, 0, frames.BINARY, key is not None, n, len(head))
+    # Any shorter prefix is "not all there yet", never a wrong header.
+    for cut in range(len(head)):
+        assert frames.parse_header(head[:cut]) is None
+
+
+def test_frame_header_flags():
+    from jhsingle_native_proxy.proxy import frames
+
+    parsed = frames.parse_header(_frame_head(frames.CONTINUATION, 5, fin=False, rsv=5))
+    assert (parsed.fin, parsed.rsv, parsed.opcode) == (False, 5, frames.CONTINUATION)
+
+
+@pytest.mark.parametrize(
+    "sequence, masked, limit, error",
+    [
+        ([(1, 10, True)], True, 100, None),
+        ([(2, 60, False), (9, 4, True), (0, 40, True)], True, 100, None),  # a ping in between
+        ([(2, 60, False), (0, 41, True)], True, 100, 1009),  # fragments add up
+        ([(2, 101, True)], True, 100, 1009),
+        ([(2, 2**62, True)], True, None, None),  # no limit
+        ([(1, 10, True)], False, 100, 1002),  # a client must mask
+        ([(0, 10, True)], True, 100, 1002),  # continuation without a start
+        ([(1, 1, False), (2, 1, True)], True, 100, 1002),  # a new message inside one
+        ([(3, 1, True)], True, 100, 1002),  # reserved opcode
+        ([(9, 126, True)], True, 1000, 1002),  # control frame over 125 bytes
+        ([(10, 1, False)], True, 100, 1002),  # fragmented control frame
+    ],
+)
+def test_message_tracker_enforces_the_rules_a_header_shows(sequence, masked, limit, error):
+    from jhsingle_native_proxy.proxy import frames
+
+    tracker = frames.MessageTracker(masked=True, limit=limit)
+    key = b"abcd" if masked else None
+    raised = None
+    try:
+        for opcode, n, fin in sequence:
+            tracker.check(frames.parse_header(_frame_head(opcode, n, fin=fin, key=key)))
+    except frames.FrameError as e:
+        raised = e.code
+    assert raised == error
+
+
+def test_reserved_bits_are_refused_without_extensions():
+    from jhsingle_native_proxy.proxy import frames
+
+    tracker = frames.MessageTracker(masked=False, limit=None)
+    with pytest.raises(frames.FrameError) as e:
+        tracker.check(frames.parse_header(_frame_head(frames.TEXT, 3, rsv=4)))
+    assert e.value.code == 1002
+
+
+@pytest.mark.parametrize("mask", [False, True])
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"", (1000, "")),
+        (b"\x0f\xa1bye \xe2\x9c\x93", (4001, "bye ✓")),
+        (b"\x03\xe8", (1000, "")),
+        (b"\x03", 1002),  # one byte
+        (b"\x03\xe7", 1002),  # 999
+        (b"\x03\xed", 1002),  # 1005: "no status", never sent
+        (b"\x13\x88", 1002),  # 5000
+        (b"\x03\xe8\xff", 1007),  # reason not UTF-8
+    ],
+)
+def test_close_frames_are_read_and_checked(mask, payload, expected):
+    from jhsingle_native_proxy.proxy import frames
+
+    key = b"\x9a\x01\x7f\x33" if mask else None
+    body = frames.unmask(payload, key) if key else payload
+    frame = _frame_head(frames.CLOSE, len(payload), key=key) + body
+    header = frames.parse_header(frame)
+    if isinstance(expected, int):
+        with pytest.raises(frames.FrameError) as e:
+            frames.read_close(header, frame)
+        assert e.value.code == expected
+    else:
+        assert frames.read_close(header, frame) == expected
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_frames_of_our_own_read_back(mask):
+    from jhsingle_native_proxy.proxy import frames
+
+    reason = "é" * 100  # over 123 bytes: cut at a character boundary
+    frame = frames.close_frame(4000, reason, mask=mask)
+    header = frames.parse_header(frame)
+    assert header.masked is mask and header.size + header.length == len(frame)
+    code, got = frames.read_close(header, frame)
+    assert code == 4000 and reason.startswith(got) and len(got.encode()) in (122, 123)
+    ping = frames.build_frame(frames.PING, mask=mask)
+    assert frames.parse_header(ping) == frames.Header(True, 0, frames.PING, mask, 0, len(ping))

@@ -278,3 +278,254 @@ def test_foreign_origin_is_refused_even_without_auth(proxy):
     assert run(attempt({"Origin": same})) == "open"
     assert run(attempt({"Origin": "https://evil.example.org"})) == 403
     assert run(attempt({"Origin": same, "Sec-Fetch-Site": "cross-site"})) == 403
+
+
+# A websocket app written by hand, to see what the proxy sends it and what passes unchanged.
+RAW_WS_APP = r"""
+import asyncio, base64, hashlib, sys
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def frame(opcode, payload, fin=True):
+    return bytes([(0x80 if fin else 0) | opcode, len(payload)]) + payload
+
+
+async def serve(reader, writer):
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    headers = {}
+    for line in head.split("\r\n")[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    if headers.get("upgrade", "").lower() != "websocket":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+        return
+    key = headers["sec-websocket-key"].encode()
+    accept = base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
+    chosen = headers["sec-websocket-protocol"].split(",")[-1].strip()
+    writer.write(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: {chosen}\r\n"
+            "Set-Cookie: app-cookie=1; Path=/\r\nSet-Cookie: jupyterhub-session-id=evil; Path=/\r\n"
+            "\r\n"
+        ).encode()
+    )
+    # One message in three fragments, with a ping of the app's own in between.
+    writer.write(frame(1, b"frag", fin=False) + frame(0, b"ment", fin=False))
+    writer.write(frame(9, b"app ping") + frame(0, b"ed", fin=True))
+    extensions = headers.get("sec-websocket-extensions", "none")
+    writer.write(frame(1, f"extensions: {extensions}".encode()))
+    await writer.drain()
+    # Then say what each frame that arrives looks like: opcode, masked, payload length.
+    while True:
+        try:
+            first, second = await reader.readexactly(2)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        n = second & 0x7F
+        if n == 126:
+            n = int.from_bytes(await reader.readexactly(2), "big")
+        elif n == 127:
+            n = int.from_bytes(await reader.readexactly(8), "big")
+        key = await reader.readexactly(4) if second & 0x80 else bytes(4)
+        payload = bytes(b ^ key[i % 4] for i, b in enumerate(await reader.readexactly(n)))
+        if payload == b"hang up":  # without a close frame
+            writer.close()
+            return
+        report = f"{first & 0x0F} masked={bool(second & 0x80)} {n}".encode()
+        writer.write(frame(1, report))
+        await writer.drain()
+        if first & 0x0F == 8:
+            writer.close()
+            return
+
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+
+
+asyncio.run(main())
+"""
+
+
+class RawWs:
+    """A websocket client over a plain socket, to see frames as they arrive."""
+
+    def __init__(self, port: int, path: str, headers: str = ""):
+        import base64
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n"
+            f"{headers}\r\n".encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        self.head = head.decode("latin-1")
+
+    def _more(self) -> None:
+        data = self.sock.recv(65536)
+        assert data, "the proxy closed the connection"
+        self.buffer += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self._more()
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def frame(self) -> tuple[bool, int, bytes]:
+        first, second = self._take(2)
+        assert second & 0x80 == 0, "a frame to the client must not be masked"
+        n = second & 0x7F
+        if n >= 126:
+            n = int.from_bytes(self._take(2 if n == 126 else 8), "big")
+        return bool(first & 0x80), first & 0x0F, self._take(n)
+
+    def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        key = os.urandom(4)
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        head = bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)])
+        self.sock.sendall(head + key + masked)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_frames_pass_unchanged_and_the_handshake_carries_the_apps_answer(start_proxy, tmp_path):
+    """Fragments and the app's own pings arrive as the app sent them (nothing is re-encoded);
+    no extension is offered to the app; its subprotocol and cookies (not the hub's) reach the
+    client; keepalive pings reach the app masked, as a client's frames must be."""
+    app = tmp_path / "raw_ws_app.py"
+    app.write_text(RAW_WS_APP)
+    proxy = start_proxy(
+        ["--websocket-ping-interval", "0.3"], app=[sys.executable, str(app), "{port}"]
+    )
+    ws = RawWs(
+        proxy.port,
+        proxy.prefix + "ws",
+        "Sec-WebSocket-Protocol: one, two\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+    )
+    try:
+        head = ws.head.lower()
+        assert head.startswith("http/1.1 101")
+        assert "sec-websocket-protocol: two" in head
+        assert "set-cookie: app-cookie=1" in head
+        assert "jupyterhub-session-id" not in head
+        assert "sec-websocket-extensions" not in head
+        assert ws.frame() == (False, 1, b"frag")
+        assert ws.frame() == (False, 0, b"ment")
+        assert ws.frame() == (True, 9, b"app ping")
+        assert ws.frame() == (True, 0, b"ed")
+        assert ws.frame() == (True, 1, b"extensions: none")
+        ws.send(2, b"x" * 100)
+        reports = []
+        for _ in range(20):  # bounded: the first report, and keepalive pings on the way
+            fin, opcode, payload = ws.frame()
+            if opcode == 1:
+                reports.append(payload.decode())
+                if len(reports) == 2:
+                    break
+        # The client's frame, and a keepalive ping of the proxy's, both masked.
+        assert reports[0] == "2 masked=True 100"
+        assert reports[1] == "9 masked=True 0"
+    finally:
+        ws.close()
+
+
+def test_frames_split_anywhere_or_coalesced_are_relayed_exactly(proxy):
+    """The relay reads headers across reads: a message sent one byte at a time, and many
+    messages in one write, come back exactly."""
+    ws = RawWs(proxy.port, proxy.prefix + "ws")
+    try:
+        key = b"\x11\x22\x33\x44"
+        payload = bytes(range(256)) * 3  # a 16-bit length
+        masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        one = bytes([0x82, 0x80 | 126]) + len(payload).to_bytes(2, "big") + key + masked
+        for i in range(0, 20):  # the header, byte by byte
+            ws.sock.sendall(one[i : i + 1])
+        ws.sock.sendall(one[20:])
+        assert ws.frame() == (True, 2, payload)
+        many = b""
+        for i in range(100):
+            text = f"message {i}".encode()
+            many += bytes([0x81, 0x80 | len(text)]) + key
+            many += bytes(b ^ key[j % 4] for j, b in enumerate(text))
+        ws.sock.sendall(many)
+        assert [ws.frame()[2] for _ in range(100)] == [f"message {i}".encode() for i in range(100)]
+    finally:
+        ws.close()
+
+
+def test_a_fragmented_message_over_the_limit_closes_with_1009(start_proxy):
+    """The limit counts a message's fragments together, not each frame alone."""
+    proxy = start_proxy(["--websocket-max-message-size", "1000"])
+    ws = RawWs(proxy.port, proxy.prefix + "ws")
+    try:
+        ws.send(2, b"a" * 100, fin=False)
+        for _ in range(9):
+            ws.send(0, b"b" * 100, fin=False)  # 1000 bytes: still fine
+        ws.send(0, b"c", fin=True)  # 1001
+        fin, opcode, payload = ws.frame()
+        assert (opcode, int.from_bytes(payload[:2], "big")) == (8, 1009)
+    finally:
+        ws.close()
+    wait_for(
+        lambda: proxy.get("ws-open").json() == {"open": 0},
+        10,
+        what="the app's side to be closed",
+    )
+    assert proxy.get("last-close").json()["code"] == 1009
+
+
+def test_an_app_gone_without_a_close_frame_closes_the_client_with_1011(start_proxy, tmp_path):
+    app = tmp_path / "raw_ws_app.py"
+    app.write_text(RAW_WS_APP)
+    proxy = start_proxy(app=[sys.executable, str(app), "{port}"])
+    ws = RawWs(proxy.port, proxy.prefix + "ws", "Sec-WebSocket-Protocol: one\r\n")
+    try:
+        for _ in range(5):  # the app's greeting
+            ws.frame()
+        ws.send(1, b"hang up")
+        fin, opcode, payload = ws.frame()
+        assert (opcode, int.from_bytes(payload[:2], "big")) == (8, 1011)
+        ws.sock.settimeout(10)
+        assert ws.sock.recv(100) == b"", "the proxy keeps the connection after its close"
+    finally:
+        ws.close()
+
+
+def test_a_client_that_stops_answering_pings_is_let_go(start_proxy):
+    """A client gone without a word (a vanished network) would hold the app's websocket until
+    TCP gives up, minutes later; one that answers the pings stays."""
+    proxy = start_proxy(["--websocket-ping-interval", "0.3"])
+    silent = RawWs(proxy.port, proxy.prefix + "ws")  # reads nothing, answers nothing
+
+    async def answering():
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url(proxy)) as ws:
+            # aiohttp answers pings while it waits for a message: only pings come for a while.
+            receiving = asyncio.ensure_future(ws.receive(timeout=10))
+            await asyncio.sleep(2)
+            assert not receiving.done()
+            # By now the silent client's side is closed (1001: going away), not this one's.
+            assert proxy.get("ws-open").json() == {"open": 1}
+            assert proxy.get("last-close").json()["code"] == 1001
+            await ws.send_str("still here")
+            return (await receiving).data
+
+    try:
+        assert run(answering()) == "still here"
+    finally:
+        silent.close()
