@@ -75,7 +75,7 @@ class BaseHandler(web.RequestHandler):
 
     # True while tornado has not finished reading the request: in a streamed handler's `prepare`,
     # even for a request without a body. Tornado closes the connection after an answer given
-    # then, so the answer must say so (see `_answer`).
+    # then, so the answer must say so (see `finish`).
     unread_body = False
 
     def data_received(self, chunk: bytes) -> None:

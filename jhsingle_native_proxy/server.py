@@ -28,8 +28,9 @@ from .supervisor import AppSupervisor
 
 log = logging.getLogger("jhsingle_native_proxy")
 
-# Limits for every connection until its viewer is authorised (see SECURITY.md). A request body is
-# read only by our own endpoints before that, and they need none: 64 KiB is plenty. A client has
+# Limits for every connection until its viewer is authorised (see SECURITY.md). Before that no
+# body is kept: the proxy's routes leave it unread, our own endpoints drop it, and only a
+# websocket handshake (which has no use for one) is read whole, so 64 KiB is plenty. A client has
 # this long to send its headers (and to send the next request on a kept-alive connection), and to
 # send a body we read before authorisation. The proxy handler lifts the body limits once the
 # viewer is allowed in: uploads of any size and duration stream to the app.

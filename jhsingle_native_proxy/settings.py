@@ -149,7 +149,8 @@ class Settings:
     conda_env: str = ""
     allow_root: bool = False
     allow_origin: str = ""
-    # --allow-host: more Host names accepted with --authtype none on a loopback address ("*": any).
+    # --allow-host: more Host names accepted with --authtype none ("*": any); on a non-loopback
+    # address, listing names makes them the only ones (see host_allowed).
     allow_hosts: tuple[str, ...] = ()
     forward_user_info: bool = False
     query_user_info: bool = False
@@ -298,7 +299,7 @@ def _repo_credentials(options: Mapping[str, object], environ: Mapping[str, str])
             "are both set: give the repository's token once"
         )
     if (token or token_file) and not takes_credentials(url):
-        from .checkout import redact
+        from .checkout import redact  # an ssh URL may still hold a password
 
         raise SettingsError(
             f"a repository token works with http:// and https:// URLs only, not {redact(url)}"

@@ -50,6 +50,9 @@ app_log = logging.getLogger("jhsingle_native_proxy.app")
 atexitasync.signal_handler_set = True
 
 OUTPUT_LINES_KEPT = 50
+# Variables that may hold the repository's credentials: for the checkout's stdin only, never in
+# the environment of the checkout child or of the app.
+REPO_SECRET_VARIABLES = frozenset({"JHSNP_REPO", "JHSNP_REPO_TOKEN"})
 MAX_LINE_BYTES = 8192
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -421,8 +424,9 @@ class AppSupervisor:
                 self.phase = "The checkout failed"
                 return failure
         # The repository's credentials are for the checkout only, not for the app.
-        secret = ("JHSNP_REPO", "JHSNP_REPO_TOKEN")
-        self.app_environ = {k: v for k, v in self.base_environ.items() if k not in secret}
+        self.app_environ = {
+            k: v for k, v in self.base_environ.items() if k not in REPO_SECRET_VARIABLES
+        }
         return None
 
     async def _checkout(self) -> Failure | None:
@@ -453,9 +457,7 @@ class AppSupervisor:
             "depth": s.checkout_depth or None,
             "debug": s.debug,
         }
-        environ = {
-            k: v for k, v in s.environ.items() if k not in ("JHSNP_REPO", "JHSNP_REPO_TOKEN")
-        }
+        environ = {k: v for k, v in s.environ.items() if k not in REPO_SECRET_VARIABLES}
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

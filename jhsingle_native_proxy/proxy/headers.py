@@ -241,6 +241,9 @@ def rewrite_location(location: str, base_url: str, app_port: int | None) -> str:
     return location
 
 
+_NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
+
+
 def target_problem(uri: str) -> str | None:
     """Why a request target cannot reach the app byte for byte, or None.
 
@@ -250,7 +253,7 @@ def target_problem(uri: str) -> str | None:
     """
     if "#" in uri:
         return "a '#' (a fragment) is not part of a request target"
-    if not uri.isascii() or any(c < "!" or c == "\x7f" for c in uri):
+    if _NOT_VISIBLE_ASCII.search(uri):
         return "the request target holds characters that must be percent-encoded"
     return None
 

@@ -511,7 +511,9 @@ def _drop_tracebacks(error: BaseException | None) -> None:
     cycle is freed only by a full garbage collection, so without this every aborted download
     would hold its buffers, and grow the proxy, until one happens.
     """
-    while error is not None:
+    for _ in range(8):  # a chain of causes is short; a bound all the same
+        if error is None:
+            return
         error.__traceback__ = None
         error = getattr(error, "real_error", None) or error.__context__
 
@@ -519,14 +521,22 @@ def _drop_tracebacks(error: BaseException | None) -> None:
 async def _in_turn(turns: asyncio.Semaphore, sending):
     """Send a request to the app once a turn is free; the turn ends with the response's headers.
 
-    At most APP_TURNS requests are sent and awaiting their answer's headers at once; streams
-    (bodies being relayed, server-sent events, websockets) hold no turn. Beyond that number the
+    At most APP_TURNS requests are sent and awaiting their answer's headers at once (an upload
+    holds its turn while it is sent); responses being relayed, server-sent events and websockets
+    hold none. Beyond that number the
     app answers no faster, but the proxy's event loop fills with work that delays everything
     else, websocket messages first: waiting here costs nothing. It also bounds the connections
     kept open to the app.
     """
-    async with turns:
+    try:
+        await turns.acquire()
+    except BaseException:
+        sending.close()  # cancelled while waiting: the request was never sent
+        raise
+    try:
         return await sending
+    finally:
+        turns.release()
 
 
 def _quiet(task: asyncio.Future) -> None:
