@@ -15,16 +15,11 @@ import sys
 import tempfile
 import time
 
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-
-from .activity import ActivityReporter, ActivityTracker
-from .app import make_app
-from .auth import AccessPolicy
-from .base import Services
-from .proxy.http import APP_TURNS, new_app_session
 from .settings import Settings
 from .supervisor import AppSupervisor
+
+# tornado's server, aiohttp and the handlers are imported in `_proxy_server`, after the app has
+# been launched: they are most of our start-up time, which then overlaps the app's own.
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -37,6 +32,8 @@ log = logging.getLogger("jhsingle_native_proxy")
 PRE_AUTH_BODY_LIMIT = 64 * 1024
 HEADER_TIMEOUT = 60.0
 PRE_AUTH_BODY_TIMEOUT = 60.0
+# How long start-up waits for the app's launch before importing the proxy's parts regardless.
+LAUNCH_WAIT = 5.0
 
 
 class StartupError(Exception):
@@ -141,6 +138,8 @@ def raise_open_file_limit() -> None:
 
 
 def listen(settings: Settings) -> list:
+    from tornado.netutil import bind_sockets
+
     try:
         return bind_sockets(settings.port, settings.ip)
     except OSError as e:
@@ -167,10 +166,72 @@ async def serve(settings: Settings) -> None:
     app_environ, resolve = conda_environment(settings)
     sockets = listen(settings)
     socket_path, private_dir = app_socket_path(settings)
-    session = new_app_session(socket_path)
     supervisor = AppSupervisor(
-        settings, session, unix_socket=socket_path, environ=app_environ, resolve_command=resolve
+        settings, unix_socket=socket_path, environ=app_environ, resolve_command=resolve
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = reporter = session = None
+    try:
+        supervisor.start()
+        if supervisor.started:
+            # The app is launched first (a checkout, if any, only begun): our imports below
+            # then overlap its own start.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(supervisor.launched.wait(), LAUNCH_WAIT)
+        server, reporter, session = _proxy_server(
+            settings, supervisor, socket_path, server_ssl, client_ssl
+        )
+        server.add_sockets(sockets)
+        scheme = "https" if server_ssl else "http"
+        log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
+        if settings.authtype == "none":
+            log.warning(
+                "--authtype none: anyone who can reach %s:%d can use the app",
+                settings.ip,
+                settings.port,
+            )
+        reporter.start()
+        await stop.wait()
+        log.info("Shutting down")
+    finally:
+        if server is not None:
+            server.stop()
+        if reporter is not None:
+            await reporter.stop()
+        await supervisor.stop()
+        if server is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.close_all_connections(), 2)
+        if session is not None:
+            await session.close()
+        for sock in sockets:
+            sock.close()
+        if private_dir:
+            shutil.rmtree(private_dir, ignore_errors=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _proxy_server(
+    settings: Settings, supervisor: AppSupervisor, socket_path: str, server_ssl, client_ssl
+):
+    """The HTTP server, the activity reporter and the client session to the app.
+
+    Everything here is imported late: tornado's server, aiohttp and the handlers are most of
+    our start-up time, and by now the app is already starting.
+    """
+    from tornado.httpserver import HTTPServer
+
+    from .activity import ActivityReporter, ActivityTracker
+    from .app import make_app
+    from .auth import AccessPolicy
+    from .base import Services
+    from .proxy.http import APP_TURNS, new_app_session
+
+    session = new_app_session(socket_path)
     tracker = ActivityTracker()
     services = Services(
         settings=settings,
@@ -193,35 +254,7 @@ async def serve(settings: Settings) -> None:
         body_timeout=PRE_AUTH_BODY_TIMEOUT,
         ssl_options=server_ssl,
     )
-    server.add_sockets(sockets)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    scheme = "https" if server_ssl else "http"
-    log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
-    if settings.authtype == "none":
-        log.warning(
-            "--authtype none: anyone who can reach %s:%d can use the app",
-            settings.ip,
-            settings.port,
-        )
-    supervisor.start()
-    reporter.start()
-    try:
-        await stop.wait()
-        log.info("Shutting down")
-    finally:
-        server.stop()
-        await reporter.stop()
-        await supervisor.stop()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(server.close_all_connections(), 2)
-        await session.close()
-        if private_dir:
-            shutil.rmtree(private_dir, ignore_errors=True)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    return server, reporter, session
 
 
 def run(settings: Settings) -> None:

@@ -29,11 +29,11 @@ import signal
 import socket
 import sys
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import aiohttp
 from simpervisor import SupervisedProcess, atexitasync
 
 from .command import TemplateError, substitute, substitute_all
@@ -50,6 +50,8 @@ app_log = logging.getLogger("jhsingle_native_proxy.app")
 atexitasync.signal_handler_set = True
 
 OUTPUT_LINES_KEPT = 50
+# Characters the readiness probe sends as they are in its request target; others are escaped.
+_TARGET_SAFE = "/?&=%:@!$'()*+,;~-._"
 # Variables that may hold the repository's credentials: for the checkout's stdin only, never in
 # the environment of the checkout child or of the app.
 REPO_SECRET_VARIABLES = frozenset({"JHSNP_REPO", "JHSNP_REPO_TOKEN"})
@@ -190,7 +192,6 @@ class AppSupervisor:
     def __init__(
         self,
         settings: Settings,
-        session: aiohttp.ClientSession,
         unix_socket: str = "",
         environ: dict[str, str] | None = None,
         resolve_command=None,
@@ -200,7 +201,6 @@ class AppSupervisor:
         self.settings = settings
         self.base_environ = dict(settings.environ if environ is None else environ)
         self.resolve_command = resolve_command or (lambda argv, env: argv)
-        self.session = session
         # The app's unix socket path, or "" for TCP on 127.0.0.1.
         self.unix_socket = unix_socket
         self.state = AppState.WAITING
@@ -216,6 +216,9 @@ class AppSupervisor:
         # The app's environment, once prepared (checkout done, conda environment activated).
         self.app_environ: dict[str, str] | None = None
         self._changed = asyncio.Event()
+        # Set once the first start is under way (the app spawned, or a checkout begun) or has
+        # ended early: the server waits for it before its own heavy imports, so both overlap.
+        self.launched = asyncio.Event()
         self._kick = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -228,6 +231,11 @@ class AppSupervisor:
         """Start the lifecycle at launch (unless the command waits for the first request)."""
         if not self.settings.starts_at_first_request:
             self._ensure_task()
+
+    @property
+    def started(self) -> bool:
+        """Whether the lifecycle runs (it waits for the first request otherwise)."""
+        return self._task is not None
 
     def request_arrived(self, host: str) -> None:
         """A request wants the app: start it if it waits for one, retry it if it failed."""
@@ -292,6 +300,7 @@ class AppSupervisor:
                 # state, never in a lifecycle task that died with the state left "starting".
                 log.exception("The app could not be started")
                 failure, up_for = Failure(f"could not be started: {describe_error(e)}", []), 0.0
+            self.launched.set()
             if self._stopping:
                 break
             if not failure.exited:
@@ -438,6 +447,8 @@ class AppSupervisor:
         """
         from .git_credentials import read_token_file
 
+        # A checkout can take minutes: the server does not wait for it to begin its own start.
+        self.launched.set()
         s = self.settings
         password = s.repo_password
         if s.repo_token_file:
@@ -541,6 +552,7 @@ class AppSupervisor:
             log.error("The app %s", reason)
             return Failure(reason, []), 0.0
         finally:
+            self.launched.set()
             # The child holds its copies of the write ends; ours must go so EOF can arrive.
             for fd in (out_w, err_w):
                 with contextlib.suppress(OSError):
@@ -589,25 +601,38 @@ class AppSupervisor:
             self.port = None
 
     async def _answers(self, timeout: float) -> bool:
-        """One readiness probe: any HTTP response (or, for a raw socket app, a connection)."""
+        """One readiness probe: any HTTP response (or, for a raw socket app, a connection).
+
+        A plain request on a fresh connection, read up to its status line: the supervisor needs
+        no HTTP client of its own, so it can start the app before the proxy's client is imported.
+        """
+        deadline = time.monotonic() + timeout
+        writer = None
         try:
+            if self.unix_socket:
+                connecting = asyncio.open_unix_connection(self.unix_socket)
+                host = "localhost"
+            else:
+                connecting = asyncio.open_connection("127.0.0.1", self.port)
+                host = f"127.0.0.1:{self.port}"
+            reader, writer = await asyncio.wait_for(connecting, timeout)
             if self.settings.raw_socket_proxy:
-                if self.unix_socket:
-                    connecting = asyncio.open_unix_connection(self.unix_socket)
-                else:
-                    connecting = asyncio.open_connection("127.0.0.1", self.port)
-                _, writer = await asyncio.wait_for(connecting, timeout)
-                writer.close()
                 return True
-            async with self.session.get(
-                self.origin + self.settings.ready_check_path,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                await response.release()
-                return True
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            target = urllib.parse.quote(self.settings.ready_check_path, safe=_TARGET_SAFE)
+            writer.write(
+                f"GET {target} HTTP/1.1\r\nHost: {host}\r\n"
+                "User-Agent: jhsingle-native-proxy readiness probe\r\n"
+                "Connection: close\r\n\r\n".encode("ascii")
+            )
+            status_line = await asyncio.wait_for(
+                reader.readline(), max(deadline - time.monotonic(), 0.001)
+            )
+            return status_line.startswith(b"HTTP/")
+        except (asyncio.TimeoutError, OSError, ValueError):
             return False
+        finally:
+            if writer is not None:
+                writer.close()
 
     async def _wait_until_ready(self, process: _AppProcess, port: int) -> bool:
         deadline = time.monotonic() + self.settings.ready_timeout
