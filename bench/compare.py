@@ -5,7 +5,8 @@ replaces, jhsingle-native-proxy 0.8.3 and jupyter-server-proxy 4.6's `jupyter st
 
 Every column runs the same echo app (tests/apps/echo_app.py) and the same clients. On a machine
 with two or more cores the proxy under test is pinned to core 0 and the app, wrk and this
-script's own clients to core 1 (taskset), so the proxy's CPU is its own. `--anchors` installs the
+script's own clients to core 1 (taskset, and sched_setaffinity for this script itself), so the
+proxy's CPU is its own. bench/README.md says what each row measures. `--anchors` installs the
 two older tools from PyPI into venvs of their own under ~/.cache/jhsnp-bench (a column whose
 install fails is left out, with a note). Loopback only; every process is ended by process group
 in a `finally`; every loop is bounded in count and time.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import os
 import platform
@@ -160,12 +162,20 @@ def wrk(column: Column, seconds: float, connections: int = 16) -> dict[str, floa
         return float(number) * units[unit]
 
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    requests = re.search(r"(\d+) requests in", out)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if requests is None or rate is None:
+        raise RuntimeError(f"wrk printed no result for {column.url('echo')}")
+    timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
-        "requests": float(re.search(r"(\d+) requests in", out).group(1)),
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": ms(latency["50"]),
-        "p99": ms(latency["99"]),
+        "requests": float(requests.group(1)),
+        "rps": float(rate.group(1)),
+        "p50": ms(latency["50"]) if "50" in latency else float("nan"),
+        "p99": ms(latency["99"]) if "99" in latency else float("nan"),
         "errors": float(bool(re.search(r"Socket errors|Non-2xx", out))),
+        "timeouts": float(timeouts.group(1)) if timeouts else 0.0,
+        "non_2xx": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
 
 
@@ -202,30 +212,141 @@ def transfer(column: Column, direction: str, size: int, length: bool) -> float:
     return size / MiB / (time.monotonic() - began)
 
 
-async def ws_round_trips(column: Column, clients: int, seconds: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The value below which a fraction q of `values` lies (nearest rank); nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def ws_round_trips(column: Column, clients: int, seconds: float) -> dict[str, float]:
     """Round trips per second, summed over `clients` websockets each sending the next message
-    as soon as the echo of the last one is back."""
+    as soon as the echo of the last one is back, and the p50 / p99 of one round trip (ms)."""
     url = column.url("ws").replace("http://", "ws://")
-    done = 0
+    times: list[float] = []  # one entry per round trip, all clients together
     deadline = time.monotonic() + seconds
 
     async def one(session: aiohttp.ClientSession) -> None:
-        nonlocal done
         async with session.ws_connect(url) as ws:
-            while time.monotonic() < deadline:
+            for _ in range(2_000_000):  # far more than fit in `seconds`; time ends the loop
+                if time.monotonic() >= deadline:
+                    break
+                sent = time.perf_counter()
                 await ws.send_str("x" * 64)
-                await ws.receive(timeout=10)
-                done += 1
+                message = await ws.receive(timeout=10)
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    raise RuntimeError(f"websocket through {column.name} ended: {message.type}")
+                times.append(time.perf_counter() - sent)
 
     began = time.monotonic()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         await asyncio.wait_for(
             asyncio.gather(*(one(session) for _ in range(clients))), seconds + 30
         )
-    return done / (time.monotonic() - began)
+    return {
+        "rate": len(times) / (time.monotonic() - began),
+        "p50": percentile(times, 0.50) * 1000,
+        "p99": percentile(times, 0.99) * 1000,
+    }
 
 
-def measure(column: Column, seconds: float) -> None:
+async def small_get_with_streams(
+    column: Column, seconds: float, streams: int, notes: list[str]
+) -> dict[str, float]:
+    """The small-GET wrk run while `streams` server-sent-event streams (one event every 0.1 s,
+    enough of them to outlast the run) are open through the target and read by this process.
+    The streams are opened first (at most 10 s for their first events) and closed afterwards
+    (at most 10 s); the app ends each one by itself once the run is over, even if the target
+    never passes the hang-up on."""
+    url = column.url(f"sse?n={int((seconds + 20) / 0.1)}&gap=0.1")
+    events = [0] * streams
+    first = [asyncio.Event() for _ in range(streams)]
+    statuses: list[int] = []
+
+    async def reader(i: int, session: aiohttp.ClientSession) -> None:
+        async with session.get(url) as response:
+            statuses.append(response.status)
+            for _ in range(10_000_000):  # bounded; the run's end cancels it long before
+                line = await response.content.readline()
+                if not line:
+                    return
+                if line.startswith(b"data:"):
+                    events[i] += 1
+                    first[i].set()
+
+    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=None)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout)
+    tasks = [asyncio.create_task(reader(i, session)) for i in range(streams)]
+    try:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(f.wait() for f in first)), 10)
+        opened = sum(f.is_set() for f in first)
+        if opened < streams:
+            notes.append(
+                f"{column.name}: only {opened} of {streams} SSE streams delivered an event within "
+                f"10 s (answers: {sorted(set(statuses)) or 'none'}); wrk ran anyway"
+            )
+        before = list(events)
+        small = await asyncio.to_thread(wrk, column, seconds)
+        stalled = sum(e == b for e, b in zip(events, before, strict=True))
+        if opened == streams and stalled:
+            notes.append(
+                f"{column.name}: {stalled} of {streams} SSE streams delivered no event "
+                "while wrk ran"
+            )
+        return small
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=10)
+        await asyncio.wait_for(session.close(), 10)
+
+
+def slow_reader_growth(column: Column, size: int, seconds: float) -> dict:
+    """One client asks for `size` bytes but reads them slowly (a 64 KiB receive buffer, at most
+    64 KiB every 5 ms) for `seconds`, then hangs up. Returns the target's peak VmRSS while it
+    read minus its VmRSS just before ("growth", MiB), whether the last sample was still at the
+    peak ("rising"), the bytes read ("got") and the response's status line ("status")."""
+    pid = column.process.pid
+    before = peak = last = rss_mib(pid)
+    got = 0
+    head = b""
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", column.port))
+        sock.sendall(
+            f"GET {column.prefix}download?n={size} HTTP/1.1\r\nHost: 127.0.0.1:{column.port}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        sock.settimeout(0.01)
+        deadline = time.monotonic() + seconds
+        for _ in range(int(seconds / 0.005) + 1):  # each turn sleeps 5 ms: time ends it first
+            if time.monotonic() >= deadline:
+                break
+            try:
+                data = sock.recv(64 * 1024)
+            except TimeoutError:
+                data = None
+            if data == b"":  # the target hung up (finished, or gave up)
+                break
+            if data:
+                got += len(data)
+                if len(head) < 4096:
+                    head += data[:4096]
+            last = rss_mib(pid)
+            peak = max(peak, last)
+            time.sleep(0.005)
+    finally:
+        sock.close()
+    time.sleep(1.0)  # let the target notice the hang-up before the next measurement
+    status = head.split(b"\r\n", 1)[0].decode("latin-1") if head else "no answer"
+    return {"growth": peak - before, "rising": last >= peak - 0.5, "got": got, "status": status}
+
+
+def measure(column: Column, seconds: float, notes: list[str]) -> None:
     r = column.results
     r["cold start, exec to first 200 (s)"] = f"{column.started_in:.2f}"
     r["idle RSS (MiB)"] = f"{column.idle_rss:.1f}"
@@ -235,11 +356,32 @@ def measure(column: Column, seconds: float) -> None:
     cpu = cpu_seconds(column.process.pid) - cpu_before
     r["small GET req/s, c=16"] = f"{small['rps']:.0f}"
     r["small GET p50 / p99 (ms)"] = f"{small['p50']:.2f} / {small['p99']:.1f}"
+    # Measured last (below), because a target that holds on to streams could stall whatever
+    # came after them; the rows are placed here, next to the plain small GET ones.
+    busy_rps = "small GET req/s, c=16, 12 SSE streams open"
+    busy_latency = "small GET p50 / p99 (ms), 12 SSE streams open"
+    r[busy_rps] = r[busy_latency] = "n/a"
     # The app's CPU for the direct column, the proxy process's (its app excluded) for the others.
     r["CPU per small GET (us)"] = f"{cpu / small['requests'] * 1e6:.0f}"
     for clients in (1, 50):
-        rate = asyncio.run(ws_round_trips(column, clients, seconds / 2))
-        r[f"websocket round trips/s, {clients} client{'s' * (clients > 1)}"] = f"{rate:.0f}"
+        ws = asyncio.run(ws_round_trips(column, clients, seconds / 2))
+        plural = "s" * (clients > 1)
+        r[f"websocket round trips/s, {clients} client{plural}"] = f"{ws['rate']:.0f}"
+        r[f"websocket p50 / p99 (ms), {clients} client{plural}"] = (
+            f"{ws['p50']:.2f} / {ws['p99']:.2f}"
+        )
+    # Before the big transfers, so that memory they leave behind cannot hide a buffering target.
+    slow = slow_reader_growth(column, 256 * MiB, seconds)
+    r["slow reader of 256 MiB: RSS growth (MiB)"] = f"{slow['growth']:.1f}"
+    if not slow["status"].startswith("HTTP/1.1 200"):
+        notes.append(
+            f"{column.name}, slow reader: {slow['status']!r} after reading {slow['got']} bytes"
+        )
+    if slow["growth"] >= 8 and slow["rising"]:
+        notes.append(
+            f"{column.name}, slow reader: RSS still at its peak when the reader hung up after "
+            f"{seconds:g} s, so it may have grown further"
+        )
     for name, direction, length in (
         ("256 MiB GET, length (MiB/s)", "get", True),
         ("256 MiB GET, chunked (MiB/s)", "get", False),
@@ -247,6 +389,18 @@ def measure(column: Column, seconds: float) -> None:
     ):
         rate = transfer(column, direction, 256 * MiB, length)
         r[name] = "fails" if rate != rate else f"{rate:.0f}"
+    busy = asyncio.run(small_get_with_streams(column, seconds, 12, notes))
+    if busy["requests"] == 0:
+        r[busy_rps] = "fails"
+        notes.append(f"{column.name}: no small GET answered while 12 SSE streams were open")
+    else:
+        r[busy_rps] = f"{busy['rps']:.0f}"
+        r[busy_latency] = f"{busy['p50']:.2f} / {busy['p99']:.1f}"
+    if busy["timeouts"] or busy["non_2xx"]:
+        notes.append(
+            f"{column.name}, small GETs with 12 SSE streams open: {busy['timeouts']:.0f} timed "
+            f"out (wrk's 2 s), {busy['non_2xx']:.0f} answered with an error"
+        )
 
 
 def anchor_python(name: str, notes: list[str]) -> Path | None:
@@ -322,13 +476,17 @@ def main() -> int:
     parser.add_argument("--results", default="", help="also write the table to this file")
     args = parser.parse_args()
     assert shutil.which("wrk"), "wrk is needed (Debian's package wrk)"
+    if (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"):
+        # This script's own clients (websockets, SSE readers, the slow reader) share core 1 with
+        # the app and wrk; the proxies under test are pinned to core 0 (taskset overrides this).
+        os.sched_setaffinity(0, {1})
     notes: list[str] = []
     cols = columns(args.anchors, notes)
     for column in cols:
         print(f"measuring {column.name} ...", file=sys.stderr)
         try:
             column.start()
-            measure(column, args.seconds)
+            measure(column, args.seconds, notes)
         except (RuntimeError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as e:
             notes.append(f"{column.name}: {e}")
         finally:
