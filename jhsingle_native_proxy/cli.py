@@ -449,15 +449,24 @@ def merge_server(server, options: dict, command: list[str]):
     return options, command
 
 
-def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr and a non-zero exit: what an admin reading a spawner log needs.
+def fail(message: str, code: int = 1) -> None:
+    """`Error: ...` on stderr, on one line, and a non-zero exit: click's shape for an error,
+    and what an admin reading a spawner log needs.
 
     Line breaks in the message (a value quoted from the command line) are shown as `\\n`, so
     the message stays one line.
     """
     one_line = message.replace("\r", "\\r").replace("\n", "\\n")
-    click.echo(f"{PROG}: error: {one_line}", err=True)
+    click.echo(f"Error: {one_line}", err=True)
     raise SystemExit(code)
+
+
+def usage_error(message: str) -> None:
+    """A command line we cannot run, in click's shape: usage, where help is, the error; exit 2."""
+    with click.Context(_command, info_name=PROG) as ctx:
+        usage = ctx.get_usage()
+    click.echo(f"{usage}\nTry '{PROG} --help' for help.\n", err=True)
+    fail(message, 2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -465,16 +474,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         settings = parse_args(argv, dict(os.environ))
     except click.exceptions.NoSuchOption as e:
-        fail(
+        usage_error(
             f"{e.format_message()} (the app's own options go after --, or write their "
             "dashes as {--} and {-})"
         )
     except click.ClickException as e:
-        fail(e.format_message())
+        usage_error(e.format_message())
     except click.exceptions.Abort:
         raise SystemExit(130) from None
     except (SettingsError, ConfigError) as e:
-        fail(str(e))
+        usage_error(str(e))
     except SystemExit:
         raise
     except Exception as e:  # a bug of ours: one line, not a traceback

@@ -246,6 +246,28 @@ def start_module_proxy(tmp_path_factory):
         start.cleanup()
 
 
+USAGE_LINES = [
+    "Usage: jhsingle-native-proxy [OPTIONS] [COMMAND]...",
+    "Try 'jhsingle-native-proxy --help' for help.",
+    "",
+]
+
+
+def cli_error(stderr: str, returncode: int | None) -> str:
+    """The message of a CLI run that refused to start, after checking click's shape: a usage
+    error (exit 2) is the usage line, where help is, a blank line and `Error: ...`; a start-up
+    error (exit 1) is the `Error: ...` line alone. No traceback either way."""
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.rstrip("\n").split("\n")
+    if returncode == 2:
+        assert lines[:3] == USAGE_LINES, stderr
+        lines = lines[3:]
+    else:
+        assert returncode == 1, (returncode, stderr)
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr
+    return lines[0].removeprefix("Error: ")
+
+
 def run_cli(
     args: list[str], env: dict | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess:

@@ -1289,7 +1289,12 @@ def test_websocket_frames_are_echoed_exactly_or_close_the_websocket(proxy, watch
 # ---------------------------------------------------------------------------------------------
 # 6. The command line.
 
-ERROR_LINE = re.compile(r"jhsingle-native-proxy: error: \S.*")
+ERROR_LINE = re.compile(r"Error: \S.*")
+USAGE_LINES = [
+    "Usage: jhsingle-native-proxy [OPTIONS] [COMMAND]...",
+    "Try 'jhsingle-native-proxy --help' for help.",
+    "",
+]
 LOG_LINE = re.compile(r"\[[DIWEC] \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [\w.]+\] ")
 # Options and values that parse; the port is always one in use, so a command line that parses
 # ends at start-up (exit 1) instead of serving.
@@ -1457,6 +1462,9 @@ def assert_one_error_line(status: int | None, out: str, err: str) -> str:
     assert "Traceback" not in err + out, err
     assert not out.strip(), f"stdout: {out[:500]!r}"
     errors = [line for line in err.splitlines() if not LOG_LINE.match(line)]
+    if status == 2:  # a usage error: click's usage lines first
+        assert errors[:3] == USAGE_LINES, err[-2000:]
+        errors = errors[3:]
     assert len(errors) == 1, f"{len(errors)} error lines:\n{err[-2000:]}"
     assert ERROR_LINE.fullmatch(errors[0]), errors[0]
     assert "internal error" not in errors[0], errors[0]
@@ -1501,7 +1509,7 @@ def test_a_bad_command_line_exits_with_one_error_line(busy_port, tmp_path, no_au
     argv += [w for e in elements for w in e] + tail
     status, out, err = run_command_line(argv, str(tmp_path))
     line = assert_one_error_line(status, out, err)
-    event(f"exit {status}: {re.sub(r'[:(].*', '', line.split('error: ', 1)[1])[:40]}")
+    event(f"exit {status}: {re.sub(r'[:(].*', '', line.split('Error: ', 1)[1])[:40]}")
 
 
 # ---------------------------------------------------------------------------------------------
