@@ -25,7 +25,9 @@ app.layout = html.Div(
 
 @app.callback(Output("greeting", "children"), Input("name", "value"))
 def greet(name):
-    return f"Hello, {name}!"
+    # Runs in the server: the page posts each new value to /_dash-update-component.
+    name = name or ""
+    return f"Hello, {name}! ({len(name)} characters)"
 
 
 if __name__ == "__main__":

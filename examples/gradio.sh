@@ -8,14 +8,18 @@
 #
 # gradio_app.py passes {base_url} to launch(root_path=...): Gradio keeps serving at "/" (the
 # proxy strips the prefix) and puts the prefix in the URLs it gives the page. Its queue uses
-# HTTP and server-sent events, which the proxy streams. GRADIO_ANALYTICS_ENABLED=False keeps
-# it from calling home.
+# HTTP and server-sent events, which the proxy streams. Nothing calls home: gradio_app.py turns
+# off analytics and the version check (GRADIO_ANALYTICS_ENABLED=False, also exported here for
+# any Gradio app), Hugging Face telemetry, the share link and server-side rendering; the
+# default theme's fonts come from Gradio itself, not a CDN.
 #
 # Under JupyterHub drop "--authtype none":
-#   c.Spawner.cmd = ["jhsingle-native-proxy", "--",
+#   c.Spawner.cmd = ["jhsingle-native-proxy", "--ready-timeout", "60", "--",
 #                    "python3", "/srv/gradio_app.py", "{port}", "{base_url}"]
-#   c.Spawner.environment = {"GRADIO_ANALYTICS_ENABLED": "False"}
+#   c.Spawner.environment = {"GRADIO_ANALYTICS_ENABLED": "False",
+#                            "HF_HUB_DISABLE_TELEMETRY": "1"}
 here=$(cd "$(dirname "$0")" && pwd)
 export GRADIO_ANALYTICS_ENABLED="${GRADIO_ANALYTICS_ENABLED:-False}"
+export HF_HUB_DISABLE_TELEMETRY="${HF_HUB_DISABLE_TELEMETRY:-1}"
 exec jhsingle-native-proxy --authtype none --ready-timeout 60 "$@" -- \
     python3 "$here/gradio_app.py" {port} {base_url}

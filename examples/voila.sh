@@ -9,13 +9,20 @@
 #
 # Voilà writes absolute links, so it must know the prefix: --Voila.base_url={base_url}/ is what
 # the page links to, while --Voila.server_url=/ keeps its routes at "/", where the proxy, which
-# strips the prefix, sends them. Widgets talk to their kernel over a websocket.
+# strips the prefix, sends them. Widgets talk to their kernel over a websocket
+# ({base_url}/api/kernels/ID/channels, which the proxy forwards as /api/kernels/ID/channels).
+#
+# --ready-check-path: the proxy's readiness probe asks a static file of Voilà's. At "/" every GET
+# runs the notebook in a new kernel, so probing "/" would leave one idle kernel behind per start.
+# Voilà's page templates link Font Awesome's stylesheets from cdn.jsdelivr.net (widget icons);
+# without the internet only those icons are missing.
 #
 # Under JupyterHub drop "--authtype none":
-#   c.Spawner.cmd = ["jhsingle-native-proxy", "--", "voila", "/srv/dashboard.ipynb",
+#   c.Spawner.cmd = ["jhsingle-native-proxy", "--ready-check-path", "/voila/static/voila.js",
+#                    "--", "voila", "/srv/dashboard.ipynb",
 #                    "--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
 #                    "--Voila.base_url={base_url}/", "--Voila.server_url=/"]
 here=$(cd "$(dirname "$0")" && pwd)
-exec jhsingle-native-proxy --authtype none "$@" -- \
+exec jhsingle-native-proxy --authtype none --ready-check-path /voila/static/voila.js "$@" -- \
     voila "${NOTEBOOK:-$here/voila_app.ipynb}" --port={port} --no-browser \
     --Voila.ip=127.0.0.1 --Voila.base_url={base_url}/ --Voila.server_url=/

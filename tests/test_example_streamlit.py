@@ -1,0 +1,40 @@
+"""examples/streamlit.sh in Chromium under /user/test/: the app renders and a button click
+round-trips over its websocket (the script runs again on the server); the page asks nothing
+of any host but the proxy."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from example_support import PREFIX, example_running, require
+
+pytestmark = pytest.mark.examples
+
+
+def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path):
+    require("streamlit")
+    from playwright.sync_api import expect
+
+    from browser import chromium_page, screenshot
+
+    with example_running("streamlit.sh", tmp_path) as proxy, chromium_page() as page:
+        hosts = set()
+        page.on("request", lambda r: hosts.add(urlsplit(r.url.removeprefix("blob:")).netloc))
+        with page.expect_websocket(timeout=30000) as websocket:
+            page.goto(proxy.url())
+        socket = websocket.value
+        # Streamlit finds its prefix from the browser's address (no --server.baseUrlPath).
+        assert urlsplit(socket.url).path == f"{PREFIX}_stcore/stream"
+        # Streamlit's page is an empty shell: the script's output comes over the websocket.
+        expect(page.get_by_text("Streamlit behind jhsingle-native-proxy")).to_be_visible(
+            timeout=30000
+        )
+        expect(page.get_by_text("Clicks counted by the server: 0")).to_be_visible(timeout=30000)
+
+        # The click goes to the server, the script runs again there and sends the new count.
+        page.get_by_role("button", name="Click me").click()
+        expect(page.get_by_text("Clicks counted by the server: 1")).to_be_visible(timeout=30000)
+        assert not socket.is_closed()
+        screenshot(page, "example-streamlit")
+        assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"
