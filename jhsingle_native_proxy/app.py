@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from tornado import web
 from tornado.routing import Rule
@@ -16,8 +15,9 @@ from tornado.routing import Rule
 from .activity import isoformat
 from .auth import AuthMixin, cookie_secret
 from .base import RESERVED, BaseHandler, Services
+from .proxy.app_request import CLIENT_GONE
 from .proxy.headers import scrub_uri
-from .proxy.http import CLIENT_GONE, PROXIED_METHODS, ProxyHandler
+from .proxy.http import PROXIED_METHODS, ProxyHandler
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
 
@@ -70,20 +70,18 @@ class StatusHandler(AuthMixin, BaseHandler):
         if not await self.authorize():
             return
         # Only reports: polling must not restart a failed app (real requests do that).
-        supervisor = self.services.supervisor
+        status = self.services.supervisor.status()
         body: dict[str, object] = {
-            "state": supervisor.state.value,
-            "phase": supervisor.phase,
+            "state": status.state.value,
+            "phase": status.phase,
             # The app's output may hold tracebacks and tokens: the owner's (and admins') only.
-            "lines": supervisor.recent_lines() if self.viewer_sees_output else [],
+            "lines": status.lines if self.viewer_sees_output else [],
             "last_activity": isoformat(self.services.activity.last),
         }
-        if supervisor.state is AppState.FAILED and supervisor.failure is not None:
-            body["reason"] = supervisor.failure.reason
-            if supervisor.failure.retry_at is not None:
-                body["retry_in"] = round(
-                    max(0.0, supervisor.failure.retry_at - time.monotonic()), 1
-                )
+        if status.state is AppState.FAILED and status.failure is not None:
+            body["reason"] = status.failure.reason
+            if status.retry_in is not None:
+                body["retry_in"] = round(status.retry_in, 1)
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
 

@@ -194,14 +194,19 @@ class AuthMixin:
     """
 
     viewer: dict | None = None
+    # The hub's model of the viewer if the access policy lets them in, else None: what the login
+    # machinery's `current_user` is (see hub_login.HubLoginMixin.get_current_user).
+    allowed_user: dict | None = None
+    # The viewer was identified by a token (URL or Authorization header), not by our cookie. A
+    # browser never attaches such a token on its own, so forgery checks do not apply, and the
+    # token is the viewer's credential for us, never the app's.
+    token_authenticated = False
+    # The token that identified the viewer, if one did.
+    _viewer_token = ""
 
     @property
     def policy(self) -> AccessPolicy:
         return self.application.settings["services"].policy
-
-    @property
-    def token_authenticated(self) -> bool:
-        return bool(getattr(self, "_token_authenticated", False))
 
     async def identify(self) -> dict | None:
         """The viewer's hub model, or None. Asynchronous: never blocks the event loop.
@@ -212,13 +217,47 @@ class AuthMixin:
         settings = self.application.settings["services"].settings
         timeout = settings.aiohttp_request_timeout or HUB_LOOKUP_TIMEOUT
         try:
-            model = await asyncio.wait_for(self.hub_auth.get_user(self, sync=False), timeout)
+            model = await asyncio.wait_for(self._look_up_viewer(), timeout)
         except asyncio.TimeoutError:
             raise web.HTTPError(503, f"JupyterHub did not answer within {timeout:g} s") from None
-        allowed = model if model and self.policy.allows(model) else None
-        # HubAuthenticated.get_current_user reads this cache, so `current_user` never blocks.
-        self._hub_auth_user_cache = allowed
+        self.allowed_user = model if model and self.policy.allows(model) else None
         return model
+
+    async def _look_up_viewer(self) -> dict | None:
+        """Ask the hub who the viewer is: by a token first, then by our login cookie.
+
+        The same order as HubAuth.get_user, done here with HubAuth's public calls so that we
+        know, without reading its private marks on the handler, whether a token was the
+        credential. A token that the hub does not know falls through to the cookie (the hub's
+        answer for it is cached, so get_user does not ask twice).
+        """
+        hub_auth = self.hub_auth
+        token = hub_auth.get_token(self, in_cookie=False)
+        if token:
+            model = await hub_auth.user_for_token(
+                token, session_id=hub_auth.get_session_id(self), sync=False
+            )
+            if model:
+                self.token_authenticated = True
+                self._viewer_token = token
+                return model
+        return await hub_auth.get_user(self, sync=False)
+
+    def keep_url_token(self, *, websocket: bool) -> None:
+        """A viewer who came with `?token=` gets our login cookie for it, as jupyterhub-singleuser
+        does (`HubAuth` only reads a URL token when the hub allows it): their next requests,
+        without the token, are then identified too.
+
+        Only for a navigation by the URL's own token: a websocket cannot set a cookie, and a
+        page's fetch or image is no visit by the person.
+        """
+        url_token = self.get_argument("token", "")
+        if not url_token or url_token != self._viewer_token or websocket:
+            return
+        if self.request.headers.get("Sec-Fetch-Mode", "navigate") != "navigate":
+            return
+        log.info("Storing token from url in cookie for %s", self.request.remote_ip)
+        self.hub_auth.set_cookie(self, url_token)
 
     def host_acceptable(self) -> bool:
         """Refuse a target or Host we cannot pass on as sent (400) and, with --authtype none, a
@@ -343,5 +382,5 @@ class AuthMixin:
                 self.refuse_forgery(reason, str(model.get("name")))
                 return False
         self.viewer = model
-        self.hub_auth._persist_url_token_if_set(self)
+        self.keep_url_token(websocket=websocket)
         return True

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import aiohttp
 import jupyterhub
-from tornado import web
+from tornado import httputil, web
 
 from . import pages
 from .activity import ActivityTracker
@@ -27,6 +28,29 @@ log = logging.getLogger("jhsingle_native_proxy")
 
 # Paths under the prefix that belong to the proxy, not the app. Unusual on purpose.
 RESERVED = "_jhsnp/"
+# RFC 9110's reason-phrase: tab, space, visible ASCII and obs-text.
+_REASON_PHRASE = re.compile(r"[\t\x20-\x7e\x80-\xff]+")
+
+
+def status_title(status: int) -> str:
+    """The standard phrase of an HTTP status ("Not Found"), or "Error" for a code without one."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def reason_phrase(status: int, reason: str | None) -> str:
+    """The reason phrase tornado puts in the status line for `set_status(status, reason)`.
+
+    tornado keeps it to itself, so it is worked out here the same way: the given phrase if it is
+    a valid one without `<`, "Unknown" if not, and without one the status's standard phrase.
+    """
+    if reason is None:
+        return httputil.responses.get(status, "Unknown")
+    if "<" in reason or not _REASON_PHRASE.fullmatch(reason):
+        return "Unknown"
+    return reason
 
 
 @dataclass
@@ -73,6 +97,14 @@ class BaseHandler(web.RequestHandler):
     def wants_html(self) -> bool:
         return "text/html" in self.request.headers.get("Accept", "")
 
+    # Whether the status line and headers went out: from then on they cannot change. tornado
+    # writes them in the first `flush` (which `finish` calls) and keeps the fact to itself.
+    headers_sent = False
+
+    def flush(self, include_footers: bool = False):
+        self.headers_sent = True
+        return super().flush(include_footers)
+
     # True while tornado has not finished reading the request: in a streamed handler's `prepare`,
     # even for a request without a body. Tornado closes the connection after an answer given
     # then, so the answer must say so (see `finish`).
@@ -82,7 +114,7 @@ class BaseHandler(web.RequestHandler):
         """Streamed handlers of our own take no body: what a client sends is dropped."""
 
     def finish(self, chunk=None):
-        if self.unread_body and not self._headers_written:
+        if self.unread_body and not self.headers_sent:
             # The connection cannot be reused once we answer before the request was read: say
             # so, or a keep-alive client (the hub's proxy) sends its next request into a socket
             # that is closing, and its user gets that proxy's 503.
@@ -127,7 +159,7 @@ class BaseHandler(web.RequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         """An error as HTML for browsers and as one line of text for other clients."""
-        title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        title = status_title(status)
         if self.wants_html():
             page = pages.error_page(status, title, message)
             self.send_page(status, page, retry_after=retry_after, headers=headers)
@@ -146,10 +178,15 @@ class BaseHandler(web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # Never a traceback to a client, whatever the log level: the log has it.
-        reason = self._reason or "Error"
-        message = {404: "There is nothing here."}.get(status_code, reason)
+        if self.headers_sent:
+            return
+        # The reason `send_error` gave the status line: an HTTPError's own, else its argument.
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        reason = kwargs.get("reason")
+        if isinstance(error, web.HTTPError) and error.reason:
+            reason = error.reason
+        phrase = reason_phrase(status_code, reason)
+        message = {404: "There is nothing here."}.get(status_code, phrase)
         if status_code >= 500 and "exc_info" in kwargs:
             message = "The proxy could not handle this request; the server log says why."
-        if self._headers_written:
-            return
         self.send_error_page(status_code, message)

@@ -24,7 +24,13 @@ import click
 
 from ._version import __version__
 from .proxy.headers import header_problem
-from .serverproxy import ConfigError, describe_servers, find_server, load_config_file
+from .serverproxy import (
+    ConfigError,
+    describe_servers,
+    find_server,
+    load_config_file,
+    merge_server,
+)
 from .settings import SettingsError, build_settings
 
 PROG = "jhsingle-native-proxy"
@@ -34,7 +40,8 @@ PROG = "jhsingle-native-proxy"
 _TRAIT_FLAG = re.compile(r"^--([A-Z]\w*)\.(\w+)(?:=(.*))?$", re.DOTALL)
 # Traits that name the single-user server's root directory: the app's working directory here.
 _DIRECTORY_TRAITS = {"notebook_dir", "root_dir"}
-# Traits that are our own click options despite their traitlets-like spelling.
+# Words that are our own click flags despite their traitlets-like spelling (0.8.3's boolean
+# flag); `--NotebookApp.allow_origin=VALUE`, jupyterhub-singleuser's trait, is ignored like others.
 _OWN_TRAITS = {"--NotebookApp.allow_origin"}
 
 
@@ -46,7 +53,7 @@ def split_singleuser_traits(words: list[str]) -> tuple[list[str], dict[str, str]
     while i < len(words):
         word = words[i]
         match = _TRAIT_FLAG.match(word)
-        if match and word.split("=", 1)[0] not in _OWN_TRAITS:
+        if match and word not in _OWN_TRAITS:
             name = f"{match.group(1)}.{match.group(2)}"
             value = match.group(3)
             if value is None and i + 1 < len(words) and not words[i + 1].startswith("-"):
@@ -228,16 +235,17 @@ def _options(f):
             "--conda-env", default="", help="Conda environment (name or path) to run the app in."
         ),
         click.option(
-            "--allow-root",
+            "--allow-root/--no-allow-root",
             is_flag=True,
             default=False,
             help="Accepted for jupyterhub-singleuser compatibility; no effect.",
         ),
         click.option(
-            "--NotebookApp.allow_origin",
+            "--NotebookApp.allow_origin/--no-NotebookApp.allow_origin",
             "allow_origin",
-            default="",
-            help="Obsolete (0.8.3); accepted and ignored: origins are checked against "
+            is_flag=True,
+            default=False,
+            help="Obsolete (0.8.3's flag); accepted and ignored: origins are checked against "
             "the request's own host.",
         ),
         click.option(
@@ -250,20 +258,20 @@ def _options(f):
             "Repeatable.",
         ),
         click.option(
-            "--forward-user-info",
+            "--forward-user-info/--no-forward-user-info",
             is_flag=True,
             default=False,
             help="Send the viewer's JupyterHub identity to the app in the "
             "X-CDSDASHBOARDS-JH-USER header (JSON).",
         ),
         click.option(
-            "--query-user-info",
+            "--query-user-info/--no-query-user-info",
             is_flag=True,
             default=False,
             help="Send the viewer's identity as the CDSDASHBOARDS_JH_USER query argument.",
         ),
         click.option(
-            "--progressive",
+            "--progressive/--no-progressive",
             is_flag=True,
             default=False,
             help="Obsolete: responses are always streamed as the app produces them.",
@@ -307,9 +315,10 @@ def _options(f):
         ),
         click.option(
             "--aiohttp-request-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=click.FloatRange(min=0),
             default=None,
-            help="Seconds allowed for each call to the hub's API.",
+            help="Seconds allowed for each call to the hub's API [default: 20]; 0 (no limit in "
+            "0.8.3) also means the default, since every wait here has a bound.",
         ),
         click.option(
             "--notebook-dir",
@@ -384,23 +393,29 @@ def parse_args(argv: list[str], environ: dict[str, str]):
             ignored.append(f"--{name}")
     options["ignored_flags"] = tuple(ignored)
     command = options.pop("command") + tail
-    config_servers = load_config_file(options["config_file"]) if options["config_file"] else {}
-    if options.pop("list_servers"):
+    # These steer the command line itself and stop here. Every other option is the field of
+    # Settings with the same name: build_settings takes it as it is, and refuses other names.
+    config_file = options.pop("config_file")
+    server_name = options.pop("server_name")
+    list_servers = options.pop("list_servers")
+    explicit = options.pop("explicit")  # the names given on the command line itself
+    config_servers = load_config_file(config_file) if config_file else {}
+    if list_servers:
         for line in describe_servers(config_servers):
             click.echo(line)
         raise SystemExit(0)
     server = None
-    if options["server_name"]:
-        server = find_server(options["server_name"], config_servers)
+    if server_name:
+        server = find_server(server_name, config_servers)
     elif config_servers and not command:
         if len(config_servers) > 1:
             raise SettingsError(
-                f"{options['config_file']} has several servers "
+                f"{config_file} has several servers "
                 f"({', '.join(sorted(config_servers))}): choose one with --server NAME"
             )
         server = next(iter(config_servers.values()))
     if server is not None:
-        options, command = merge_server(server, options, command)
+        options, command = merge_server(server, options, command, explicit)
     for option in ("env", "mappath", "request_header"):
         options[option] = pairs(options[option], "--" + option.replace("_", "-"))
     for name, value in options["request_header"].items():
@@ -420,41 +435,12 @@ def pairs(values, option: str) -> dict[str, str]:
     return given
 
 
-def merge_server(server, options: dict, command: list[str]):
-    """A server description under the command line: options given on the command line win."""
-    explicit = options["explicit"]
-
-    def take(option: str, value) -> None:
-        if value is not None and option not in explicit:
-            options[option] = value
-
-    take("ready_timeout", server.timeout)
-    take("destport", server.port)
-    take("absolute_url", server.absolute_url)
-    take("raw_socket_proxy", server.raw_socket_proxy)
-    take("update_last_activity", server.update_last_activity)
-    if server.unix_socket is not None:
-        take("unix_socket", "auto" if server.unix_socket is True else (server.unix_socket or ""))
-    # Dicts or callables; the command line's own values are laid over them key by key.
-    options["server_env"] = server.environment
-    options["server_mappath"] = server.mappath
-    options["server_request_header"] = server.request_headers_override
-    options["server_ignored"] = server.ignored
-    options["server_label"] = f"{server.name} ({server.source})"
-    if not command and server.command is not None:
-        if callable(server.command):
-            options["command_factory"] = server.command
-        else:
-            command = list(server.command)
-    return options, command
-
-
 def fail(message: str, code: int = 1) -> None:
     """`Error: ...` on stderr, on one line, and a non-zero exit: click's shape for an error,
     and what an admin reading a spawner log needs.
 
-    Line breaks in the message (a value quoted from the command line) are shown as `\\n`, so
-    the message stays one line.
+    Line breaks in the message (a value quoted from the command line, or text a start-up error
+    quotes from the app or from git) are shown as `\\r` and `\\n`, so the message stays one line.
     """
     one_line = message.replace("\r", "\\r").replace("\n", "\\n")
     click.echo(f"Error: {one_line}", err=True)

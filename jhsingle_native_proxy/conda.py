@@ -324,7 +324,9 @@ def _run_scripts(scripts: list[str], env: dict[str, str]) -> dict[str, str]:
             f". {shlex.quote(script)} >&2 || printf 'failed\\000%s\\000%s\\000' \"$?\" {i}"
         )
     lines.append("printf 'env\\000'")
-    lines.append("exec env -0")
+    # By path: the app's PATH (the environment's, after activation) need not hold coreutils.
+    env_program = shutil.which("env") or "/usr/bin/env"
+    lines.append(f"exec {shlex.quote(env_program)} -0")
     shell = _activation_shell(env)
     run_env = {k: v for k, v in env.items() if k not in SHELL_STARTUP}
     code, out, err = _run(
@@ -382,8 +384,10 @@ def activated_environ(prefix: str, environ: Mapping[str, str]) -> dict[str, str]
     CONDA_DEFAULT_ENV (the env's name, "base" for a root), CONDA_SHLVL and CONDA_PROMPT_MODIFIER
     are set, and CONDA_PREFIX_N keeps the previous env as conda does. Then the env's config vars
     and its `etc/conda/activate.d/*.sh` scripts are applied: sourced in sorted order in one
-    bash (or /bin/sh), whose resulting variables are taken. A script that fails is a CondaError.
-    The previous env's deactivate.d scripts are not run. `environ` is not modified.
+    bash (or /bin/sh), whose resulting variables are taken. A script that returns non-zero is
+    logged and activation goes on, as `conda activate` does; one that ends the shell (`exit`),
+    or a shell that cannot run or times out, is a CondaError. The previous env's deactivate.d
+    scripts are not run. `environ` is not modified.
     """
     prefix = os.path.abspath(prefix)
     env = dict(environ)

@@ -128,10 +128,15 @@ def read_token_file(path: str) -> str:
     """The token in a file (a mounted Kubernetes secret, say), without surrounding whitespace:
     `echo TOKEN > file` and `kubectl create secret --from-file` leave a final newline.
 
-    Raises OSError if it cannot be read, ValueError if it is empty or holds several lines.
+    Raises ValueError, with a message for the admin, if it cannot be read, is empty or holds
+    several lines.
     """
-    with open(path, encoding="utf-8") as f:
-        token = f.read().strip()
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise ValueError(f"the token file {path} cannot be read: {reason}") from None
     if not token:
         raise ValueError(f"the token file {path} is empty")
     if any(c in token for c in "\r\n\0"):

@@ -7,6 +7,8 @@ this module, and so never pays for it.
 
 from __future__ import annotations
 
+import contextlib
+
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
@@ -52,6 +54,17 @@ class HubLoginMixin(HubOAuthenticated):
     def hub_auth(self, value) -> None:  # pragma: no cover - set through Services only
         raise AttributeError("hub_auth comes from Services")
 
+    def get_current_user(self) -> dict | None:
+        """The viewer `identify` found and the access policy allows (AuthMixin.allowed_user).
+
+        HubAuthenticated's own version asks the hub synchronously, blocking the event loop,
+        unless a private cache of its is filled. Every handler of ours identifies the viewer
+        asynchronously before anything reads `current_user` (the OAuth callback does, to see
+        whether a stale login state belongs to someone already logged in), so the answer is
+        already known here.
+        """
+        return self.allowed_user
+
     def check_xsrf_cookie(self) -> None:
         # JupyterHub's `_xsrf` check would refuse every cookie-authenticated POST of an app that
         # has never heard of `_xsrf`. `forgery_reason` takes its place, in `authorize`.
@@ -68,11 +81,10 @@ class OAuthCallbackHandler(HubLoginMixin, AuthMixin, HubOAuthCallbackHandler, Ba
     """`{prefix}/oauth_callback`: finishes the OAuth dance and sets the token cookie."""
 
     async def prepare(self) -> None:
-        # Fill the user cache asynchronously, so the library's `current_user` never blocks.
-        try:
+        # Identify the viewer asynchronously, so `current_user` (see HubLoginMixin) is known. A
+        # hub that cannot be asked leaves nobody logged in: the callback then completes the login.
+        with contextlib.suppress(web.HTTPError):
             await self.identify()
-        except web.HTTPError:
-            self._hub_auth_user_cache = None
 
     def write_error(self, status_code: int, **kwargs) -> None:
         message = "Logging in through JupyterHub did not work; please try again."

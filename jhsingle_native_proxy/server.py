@@ -158,7 +158,11 @@ async def serve(settings: Settings) -> None:
     if settings.server_label:
         log.info("Running the server %s", settings.server_label)
     for key in settings.server_ignored:
-        log.warning("Ignoring the server option %r: it belongs to JupyterLab's launcher", key)
+        log.warning(
+            "Ignoring the server option %r: it is jupyter-server-proxy's (JupyterLab's "
+            "launcher or its response rewriting) and has no meaning here",
+            key,
+        )
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     raise_open_file_limit()

@@ -6,7 +6,8 @@ Users of jupyter-server-proxy describe a server as a dict (`command`, `environme
 `update_last_activity`, `raw_socket_proxy`, ...), in `c.ServerProxy.servers` of a Jupyter config
 file or returned by a plugin's `jupyter_serverproxy_servers` entry point. Values may be callables
 that ask, by their parameter names, for `port`, `base_url` and `unix_socket`. This module reads
-those descriptions and checks them, key by key, so a mistake is one message naming the key.
+those descriptions and checks them, key by key, so a mistake is one message naming the key, and
+`merge_server` lays the command line over the chosen one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import runpy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +157,42 @@ def load_config_file(path: str) -> dict[str, ServerProcess]:
     if not isinstance(servers, Mapping):
         raise ConfigError(f"{path}: c.ServerProxy.servers must be a dict of servers")
     return {name: server_from_dict(name, spec, path) for name, spec in servers.items()}
+
+
+def merge_server(
+    server: ServerProcess,
+    options: Mapping[str, Any],
+    command: list[str],
+    explicit: Collection[str],
+) -> tuple[dict[str, Any], list[str]]:
+    """A server description under the command line's options (keyed as Settings' fields): the
+    options named in `explicit`, given on the command line itself, win; the others take the
+    server's value where it has one. The server's command is used when `command` is empty."""
+    options = dict(options)
+
+    def take(option: str, value: object) -> None:
+        if value is not None and option not in explicit:
+            options[option] = value
+
+    take("ready_timeout", server.timeout)
+    take("destport", server.port)
+    take("absolute_url", server.absolute_url)
+    take("raw_socket_proxy", server.raw_socket_proxy)
+    take("update_last_activity", server.update_last_activity)
+    if server.unix_socket is not None:
+        take("unix_socket", "auto" if server.unix_socket is True else (server.unix_socket or ""))
+    # Dicts or callables; the command line's own values are laid over them key by key.
+    options["server_env"] = server.environment
+    options["server_mappath"] = server.mappath
+    options["server_request_header"] = server.request_headers_override
+    options["server_ignored"] = server.ignored
+    options["server_label"] = f"{server.name} ({server.source})"
+    if not command and server.command is not None:
+        if callable(server.command):
+            options["command_factory"] = server.command
+        else:
+            command = list(server.command)
+    return options, command
 
 
 def plugin_entry_points() -> list[metadata.EntryPoint]:

@@ -8,15 +8,18 @@ otherwise") in one place.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from . import command as command_templates
+from .git_credentials import read_token_file, split_url, takes_credentials, with_token
 from .proxy.headers import is_ip_address, is_loopback_name
+from .repo_url import default_folder, redact
 
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8888
@@ -24,6 +27,12 @@ DEFAULT_PORT = 8888
 
 class SettingsError(ValueError):
     """The options and environment do not make a usable configuration."""
+
+
+class UnknownSettingError(TypeError):
+    """`build_settings` was given an option that is no field of `Settings`: a bug of ours (a
+    misspelt or forgotten name between the command line and here), never the user's mistake.
+    Refused, so that a misspelt name cannot quietly leave a setting at its default."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,7 @@ class Settings:
     checkout_depth: int = 1
     conda_env: str = ""
     allow_root: bool = False
-    allow_origin: str = ""
+    allow_origin: bool = False  # 0.8.3's flag; ignored
     # --allow-host: more Host names accepted with --authtype none ("*": any); on a non-loopback
     # address, listing names makes them the only ones (see host_allowed).
     allow_hosts: tuple[str, ...] = ()
@@ -233,6 +242,39 @@ class Settings:
         return os.path.normpath(os.path.join(self.app_dir, self.presentation_path))
 
 
+# Fields that build_settings works out itself, from the environment or from other options. Every
+# other field is an option: the command line's option of the same name (click declares them all,
+# with their defaults and help, in cli.py), or a server description's value (serverproxy).
+DERIVED_FIELDS = frozenset(
+    {
+        "command",
+        "prefix",
+        "repo_username",
+        "repo_password",
+        "repo_credentials_on_command_line",
+        "checkout_depth",
+        "hub",
+        "environ",
+    }
+)
+OPTION_NAMES = frozenset(f.name for f in fields(Settings)) - DERIVED_FIELDS
+
+
+def _check_option_names(options: Mapping[str, object]) -> None:
+    """Refuse a key that is no option: UnknownSettingError naming it (and what it may mean)."""
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if not unknown:
+        return
+    name = unknown[0]
+    if name in DERIVED_FIELDS:
+        why = "build_settings works it out itself (see DERIVED_FIELDS); it is no option"
+    else:
+        close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
+        why = "no field of Settings" + (f"; did you mean {close[0]!r}?" if close else "")
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    raise UnknownSettingError(f"build_settings: unknown option {name!r}{more}: {why}")
+
+
 def _normalise_prefix(prefix: str) -> str:
     prefix = prefix.strip() or "/"
     if not prefix.startswith("/"):
@@ -254,6 +296,8 @@ def listen_address(ip: str | None, port: int | None, environ: Mapping[str, str])
         try:
             parts = urlsplit(service_url)
             url_host, url_port = parts.hostname, parts.port
+            if url_port is None:  # as jupyterhub-singleuser: the scheme's own port
+                url_port = {"http": 80, "https": 443}.get(parts.scheme)
         except ValueError as e:
             raise SettingsError(f"JUPYTERHUB_SERVICE_URL={service_url!r} is not a URL: {e}") from e
     return (
@@ -271,9 +315,6 @@ def _repo_credentials(options: Mapping[str, object], environ: Mapping[str, str])
     JHSNP_REPO_USERNAME, else git_credentials.DEFAULT_USERNAME. A token file is read now, so a
     missing one stops the start with a clear message, and again before each checkout.
     """
-    # Not .checkout: it imports GitPython, which fails where git is missing, repo or not.
-    from .git_credentials import read_token_file, split_url, takes_credentials, with_token
-
     given = str(options.get("repo") or "")
     token_file_option = str(options.get("repo_token_file") or "").strip()
     try:
@@ -299,19 +340,13 @@ def _repo_credentials(options: Mapping[str, object], environ: Mapping[str, str])
             "are both set: give the repository's token once"
         )
     if (token or token_file) and not takes_credentials(url):
-        from .checkout import redact  # an ssh URL may still hold a password
-
-        raise SettingsError(
+        raise SettingsError(  # redacted: an ssh URL may still hold a password
             f"a repository token works with http:// and https:// URLs only, not {redact(url)}"
         )
     if token_file:
         token_file = os.path.abspath(os.path.expanduser(token_file))
         try:
             token = read_token_file(token_file)
-        except OSError as e:
-            raise SettingsError(
-                f"the repository token file {token_file} cannot be read: {e.strerror or e}"
-            ) from None
         except ValueError as e:
             raise SettingsError(str(e)) from None
         found["repo_token_file"] = token_file
@@ -331,7 +366,12 @@ def _repo_credentials(options: Mapping[str, object], environ: Mapping[str, str])
 def build_settings(
     options: Mapping[str, object], command: list[str], environ: Mapping[str, str]
 ) -> Settings:
-    """Validate the parsed options and the environment into one Settings object."""
+    """Validate the parsed options and the environment into one Settings object.
+
+    `options` are keyed by field name (see OPTION_NAMES); an option that is None keeps the
+    field's default. A key that is no option is UnknownSettingError.
+    """
+    _check_option_names(options)
     if not command and not options.get("command_factory"):
         raise SettingsError(
             "no command given: put the app's command after the options, e.g. "
@@ -352,18 +392,18 @@ def build_settings(
 
     ip, port = listen_address(options.get("ip"), options.get("port"), environ)
     presentation_path = os.path.expanduser(str(options.get("presentation_path") or ""))
-    working_dir = str(options.get("working_dir") or "")
+    # JupyterHub 2+ passes the spawner's notebook_dir in JUPYTERHUB_ROOT_DIR, not as a flag.
+    working_dir = str(options.get("working_dir") or environ.get("JUPYTERHUB_ROOT_DIR") or "")
     if working_dir:
         working_dir = os.path.abspath(os.path.expanduser(working_dir))
         if not os.path.isdir(working_dir):
-            raise SettingsError(f"--notebook-dir {working_dir!r} is not a directory")
+            given_as = "--notebook-dir" if options.get("working_dir") else "JUPYTERHUB_ROOT_DIR"
+            raise SettingsError(f"{given_as} {working_dir!r} is not a directory")
 
     repo_credentials = _repo_credentials(options, environ)
     repo = str(repo_credentials["repo"])
     repofolder = str(options.get("repofolder") or "")
     if repo and not repofolder:
-        from .checkout import default_folder
-
         repofolder = default_folder(repo, working_dir or os.getcwd())
     if repofolder:
         repofolder = os.path.abspath(
@@ -387,7 +427,7 @@ def build_settings(
             + " (start it from JupyterHub, or use --authtype none)"
         )
 
-    values = dict(options)
+    values = {name: value for name, value in options.items() if value is not None}
     values.update(repo_credentials)
     values.update(
         command=tuple(command),
@@ -402,5 +442,4 @@ def build_settings(
         environ=MappingProxyType(dict(environ)),
         hub=hub,
     )
-    known = set(Settings.__dataclass_fields__)
-    return Settings(**{k: v for k, v in values.items() if k in known and v is not None})
+    return Settings(**values)

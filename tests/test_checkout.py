@@ -17,13 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from jhsingle_native_proxy.checkout import (
-    CheckoutError,
-    CheckoutResult,
-    checkout,
-    default_folder,
-    redact,
-)
+from jhsingle_native_proxy.checkout import CheckoutError, CheckoutResult, checkout
 
 APP_PY = "".join(f"line {i}\n" for i in range(1, 11))
 
@@ -135,50 +129,6 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 def status(folder: Path) -> str:
     return git(folder, "status", "--porcelain", "--untracked-files=all")
-
-
-# --- redact and default_folder
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("https://alice:s3cr3t@host/x.git", "https://***@host/x.git"),
-        ("https://ghp_TOKEN123@github.com/o/r", "https://***@github.com/o/r"),
-        (
-            "fatal: unable to access 'http://u:p@127.0.0.1:1/x.git/': refused",
-            "fatal: unable to access 'http://***@127.0.0.1:1/x.git/': refused",
-        ),
-        ("a https://x:y@h1/a and ssh://git@h2/b", "a https://***@h1/a and ssh://***@h2/b"),
-        ("https://user:p@ss@host/r", "https://***@host/r"),
-    ],
-)
-def test_redact_removes_credentials_from_urls(text, expected):
-    assert redact(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["https://github.com/o/r.git", "git@github.com:o/r.git", "mail me at bob@example.com", ""],
-)
-def test_redact_leaves_text_without_credentials_alone(text):
-    assert redact(text) == text
-
-
-@pytest.mark.parametrize(
-    ("url", "name"),
-    [
-        ("https://github.com/org/dashboard.git", "dashboard"),
-        ("https://alice:tok@github.com/org/dashboard.git/", "dashboard"),
-        ("https://github.com/org/dashboard", "dashboard"),
-        ("git@github.com:org/dashboard.git", "dashboard"),
-        ("file:///srv/repos/dashboard.git", "dashboard"),
-        ("/srv/repos/dashboard/", "dashboard"),
-        ("https://example.com/", "example.com"),
-    ],
-)
-def test_default_folder_is_the_repository_name_in_base(url, name):
-    assert default_folder(url, "/home/jovyan") == os.path.join("/home/jovyan", name)
 
 
 # --- cloning
@@ -484,6 +434,19 @@ def test_credentials_never_appear_in_errors_progress_or_logs(work, caplog, useri
     ):
         assert "s3cr3t" not in text
     assert lines  # progress was reported, redacted
+
+
+def test_a_checkout_has_gitpythons_own_log_scrubbed_by_one_filter(work, caplog):
+    git_log = logging.getLogger("git.cmd")
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(CheckoutError):
+        checkout("http://127.0.0.1:1/x.git", str(work), timeout=30)
+    filters = list(git_log.filters)
+    with pytest.raises(CheckoutError):
+        checkout("http://127.0.0.1:1/x.git", str(work), timeout=30)
+    assert git_log.filters == filters and len(filters) >= 1  # installed once, not per checkout
+    git_log.debug("Popen(%s)", ["git", "fetch", "https://s3cr3t-token@host/x.git"])
+    assert "s3cr3t" not in caplog.text and "https://***@host/x.git" in caplog.text
 
 
 def test_credentials_are_not_stored_in_the_clone(upstream, work, isolated_git, caplog):

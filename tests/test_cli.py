@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -192,7 +193,45 @@ def test_origin_host_waits_for_the_first_request(start_proxy):
         app=[sys.executable, ECHO_APP, "{port}", "--say", "host={origin_host}"],
         wait="listening",
     )
+    # An app started at launch is started before the proxy serves (it says "Starting the app"
+    # before "Listening on"), so once the proxy serves, the app would have been started.
+    proxy.wait_log("Listening on ")
     assert "Starting the app" not in proxy.log()
     response = proxy.get("echo", headers={"Host": "dash.example.org"})
     assert response.status == 200
+    assert "Starting the app" in proxy.log()
     assert "host=dash.example.org" in proxy.log()
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--no-progressive", "--no-forward-user-info", "--no-query-user-info"],
+        ["--no-allow-root", "--allow-root", "--NotebookApp.allow_origin"],
+        ["--no-NotebookApp.allow_origin", "--aiohttp-request-timeout", "0"],
+    ],
+)
+def test_every_flag_spelling_of_0_8_3_is_accepted(flags):
+    """0.8.3 had `--x/--no-x` pairs and a bare `--NotebookApp.allow_origin`: a spawner line
+    written for it must still parse (here up to --list-servers, which exits at once)."""
+    result = run_cli(["--authtype", "none", *flags, "--list-servers"])
+    assert result.returncode == 0, result.stderr
+
+
+def test_python_m_main_runs_the_command_as_0_8_3s_readme_says():
+    done = subprocess.run(
+        [sys.executable, "-m", "jhsingle_native_proxy.main", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+
+
+def test_jupyterhub_root_dir_is_the_apps_working_directory(start_proxy, tmp_path):
+    """JupyterHub 2+ sends c.Spawner.notebook_dir as JUPYTERHUB_ROOT_DIR: the app runs there."""
+    root = tmp_path / "root"
+    root.mkdir()
+    proxy = start_proxy(env={"JUPYTERHUB_ROOT_DIR": str(root)})
+    assert f"echo app cwd: {root}" in proxy.log()

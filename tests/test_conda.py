@@ -1,22 +1,32 @@
-"""--conda-env's building blocks, with real directories and processes: a conda-style environment in
-a temp dir, and fake `conda`/`mamba`/`micromamba` executables (small shell scripts) that answer
-`env list --json` as the real ones do and write down that they were asked.
+"""--conda-env, with real directories and processes.
+
+Most tests use a conda-style environment laid out by hand in a temp dir, and stand-in
+`conda`/`mamba`/`micromamba` executables (small shell scripts) that answer `env list --json` as the
+real ones do and write down that they were asked. No real conda, mamba or micromamba executable can
+be installed here (PyPI, Debian and npm have none that works offline), so the last tests use a real
+conda installer instead: rattler (PyPI's py-rattler, the engine of pixi), which makes a real
+environment, offline, from a channel the test builds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
+import io
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import ECHO_APP
 from jhsingle_native_proxy.conda import (
     CondaError,
     activated_environ,
@@ -330,7 +340,10 @@ def test_resolve_command_keeps_a_symlinked_python_in_the_env(tmp_path):
     assert argv[0] == str(env / "bin" / "python")
 
 
-def test_the_app_really_runs_inside_the_environment(root, tmp_path):
+def test_found_activated_and_resolved_python_is_the_envs_own(root, tmp_path):
+    """The three steps together, with the stand-in conda and the hand-made environment: `python`
+    runs the environment's bin/python (not the one later on PATH), with the activated variables.
+    An environment made by a real installer, and the real CLI, are the tests below."""
     bindir = tmp_path / "bin"
     fake_tool(bindir, "conda", [root, root / "envs" / "myenv"])
     executable(tmp_path / "system" / "python", "#!/bin/sh\necho wrong python\n")
@@ -345,3 +358,134 @@ def test_the_app_really_runs_inside_the_environment(root, tmp_path):
     assert result.stdout.strip() == (
         f"env python: MY_ENV_VAR=activated CONDA_PREFIX={prefix} args=app.py"
     )
+
+
+# -- a real environment, made by a real conda installer -------------------------------------------
+
+PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"  # conda-build's prefix placeholder
+
+
+def conda_package(channel: Path, name: str, files: dict[str, tuple[str, int]]) -> None:
+    """A noarch conda package laid out as conda-build makes one: the files, info/index.json, and
+    info/paths.json naming the files that hold the prefix placeholder, for the installer to
+    rewrite to the environment's prefix."""
+    index = {
+        "name": name,
+        "version": "1.0",
+        "build": "0",
+        "build_number": 0,
+        "depends": [],
+        "noarch": "generic",
+        "subdir": "noarch",
+        "license": "BSD-3-Clause",
+        "timestamp": int(time.time() * 1000),
+    }
+    paths = []
+    for rel, (text, _mode) in files.items():
+        data = text.encode()
+        entry = {
+            "_path": rel,
+            "path_type": "hardlink",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size_in_bytes": len(data),
+        }
+        if PLACEHOLDER in text:
+            entry.update(prefix_placeholder=PLACEHOLDER, file_mode="text")
+        paths.append(entry)
+    info = {
+        "info/index.json": json.dumps(index),
+        "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}),
+        "info/files": "".join(f"{rel}\n" for rel in files),
+    }
+    members = [*files.items(), *((rel, (text, 0o644)) for rel, text in info.items())]
+    (channel / "noarch").mkdir(parents=True)
+    with tarfile.open(channel / "noarch" / f"{name}-1.0-0.tar.bz2", "w:bz2") as tar:
+        for rel, (text, mode) in members:
+            data = text.encode()
+            member = tarfile.TarInfo(rel)
+            member.size, member.mode = len(data), mode
+            tar.addfile(member, io.BytesIO(data))
+
+
+@pytest.fixture(scope="module")
+def real_env(tmp_path_factory) -> Path:
+    """envs/probe, made by rattler from a channel of one package of ours. The package ships what
+    real packages ship: an activate.d script, and a bin/python (here a wrapper that runs this
+    interpreter, which has the echo app's tornado), both with the prefix placeholder."""
+    try:
+        import rattler
+    except ImportError:
+        pytest.fail("py-rattler is a test dependency: pip install py-rattler")
+    base = tmp_path_factory.mktemp("real-conda")
+    channel, prefix = base / "channel", base / "envs" / "probe"
+    conda_package(
+        channel,
+        "jhsnp-probe",
+        {
+            "bin/python": (
+                f"#!/bin/sh\nexport JHSNP_PROBE_PYTHON={PLACEHOLDER}/bin/python\n"
+                f'exec {sys.executable} "$@"\n',
+                0o755,
+            ),
+            "etc/conda/activate.d/jhsnp-probe.sh": (
+                f'export JHSNP_PROBE_DATA="{PLACEHOLDER}/share/jhsnp-probe"\n',
+                0o644,
+            ),
+            "share/jhsnp-probe/README": ("data of the probe package\n", 0o644),
+        },
+    )
+
+    async def make() -> None:
+        await rattler.index.index_fs(channel)
+        records = await rattler.solve(
+            [rattler.Channel(channel.as_uri())],
+            ["jhsnp-probe"],
+            platforms=["noarch"],
+            virtual_packages=[],
+        )
+        await rattler.install(
+            records, target_prefix=prefix, cache_dir=base / "pkgs", show_progress=False
+        )
+
+    asyncio.run(make())
+    return prefix
+
+
+def test_a_real_environment_is_found_by_name_and_activated(real_env):
+    # What the installer made: conda's records, and the placeholder rewritten to the prefix.
+    assert (real_env / "conda-meta" / "history").is_file()
+    assert (real_env / "conda-meta" / "jhsnp-probe-1.0-0.json").is_file()
+    assert PLACEHOLDER not in (real_env / "bin" / "python").read_text()
+    environ = environ_with(CONDA_ENVS_DIRS=str(real_env.parent))
+    prefix = find_env("probe", environ)
+    assert prefix == str(real_env)
+    activated = activated_environ(prefix, environ)
+    assert activated["CONDA_PREFIX"] == prefix
+    assert activated["CONDA_DEFAULT_ENV"] == "probe"
+    assert activated["PATH"].split(os.pathsep)[0] == f"{prefix}/bin"
+    assert activated["JHSNP_PROBE_DATA"] == f"{prefix}/share/jhsnp-probe"
+    assert resolve_command(["python", "app.py"], activated) == [f"{prefix}/bin/python", "app.py"]
+
+
+def test_the_app_really_runs_inside_a_real_environment(real_env, start_proxy):
+    """The real CLI with `--conda-env probe`: the app's `python` is the environment's, and it
+    runs with the environment activated."""
+    names = ("CONDA_PREFIX", "JHSNP_PROBE_DATA", "JHSNP_PROBE_PYTHON")
+    app = ["python", ECHO_APP, "{port}", *(a for n in names for a in ("--say-env", n))]
+    proxy = start_proxy(
+        ["--conda-env", "probe"], app=app, env={"CONDA_ENVS_DIRS": str(real_env.parent)}
+    )
+    assert proxy.get("echo").status == 200
+    # The app prints them in order, before it listens: once the last is logged, all are.
+    proxy.wait_log(f"echo app env {names[-1]}=")
+    said = dict(
+        line.split("echo app env ", 1)[1].split("=", 1)
+        for line in proxy.log().splitlines()
+        if "echo app env " in line
+    )
+    assert said == {
+        "CONDA_PREFIX": str(real_env),
+        "JHSNP_PROBE_DATA": f"{real_env}/share/jhsnp-probe",
+        "JHSNP_PROBE_PYTHON": f"{real_env}/bin/python",
+    }
+    assert f"The app runs in the conda environment {real_env}" in proxy.log()

@@ -385,14 +385,17 @@ def test_oauth_without_hub_settings_refuses_to_start():
 def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
     """The hub's progress page lasts until the app answers; a start longer than the hub's
     http_timeout still succeeds, and the user then sees our loading page."""
+    # The slow app listens only once the test creates this file: its start lasts as long as the
+    # test wants, whatever the machine's speed (--ready-timeout gives it far more than needed).
+    gate = tmp_path / "slow-app-may-listen"
     hub = start_hub(
         tmp_path / "hub2",
         http_timeout=6,
         extra={
             "slowish": {"app": ["--delay-start", "3"]},
             "slow": {
-                "proxy": ["--hub-probe-timeout", "2", "--ready-timeout", "30"],
-                "app": ["--delay-start", "9"],
+                "proxy": ["--hub-probe-timeout", "2", "--ready-timeout", "120"],
+                "app": ["--wait-for-file", str(gate)],
             },
         },
     )
@@ -407,10 +410,13 @@ def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
         assert r.status_code == 200 and r.json()["uri"].startswith("/echo")
         assert time.monotonic() - started >= 3
 
-        hub.start_server("alice", "slow", timeout=60)  # would fail at 6 s without the rule
+        # Ready in the hub's eyes while the app cannot answer yet: without --hub-probe-timeout
+        # the hub would have failed the spawn after its http_timeout of 6 s.
+        hub.start_server("alice", "slow", timeout=60)
         page = requests.get(f"{hub.url}/user/alice/slow/", headers={**auth, **BROWSER}, timeout=10)
-        if page.status_code == 503:
-            assert "Starting the app" in page.text
+        assert page.status_code == 503, (page.status_code, page.text[:500])
+        assert "Starting the app" in page.text
+        gate.touch()
         wait_for(
             lambda: (
                 requests.get(
@@ -452,7 +458,9 @@ def test_internal_ssl(tmp_path):
 
 
 def test_idle_culler_culls_the_idle_server_and_spares_the_busy_one(tmp_path):
-    pytest.importorskip("jupyterhub_idle_culler")
+    # A test dependency (pyproject's `test` extra): missing, this test fails here, not skips.
+    import jupyterhub_idle_culler  # noqa: F401
+
     hub = start_hub(
         tmp_path / "cullhub",
         more="""

@@ -21,7 +21,12 @@ def test_app_starts_at_launch_not_at_first_request(start_proxy):
     # No request is made: the app must come up on its own.
     wait_for(lambda: proxy.app_pids(), what="the app's pid")
     proxy.wait_log("The app is ready")
-    assert "GET" not in proxy.log().split("The app is ready")[0].replace("app got GET /", "")
+    # Only now a request, as a marker: the app's output is logged in order, so once the marker
+    # is in the log, so is every request the app got before it.
+    assert proxy.get("marker").status == 200
+    proxy.wait_log("app got GET /marker\n")
+    # Before the marker, the app got the readiness probe and nothing else.
+    assert re.findall(r"app got (.*)$", proxy.log(), re.MULTILINE) == ["GET /", "GET /marker"]
 
 
 def test_browser_gets_a_loading_page_while_the_app_starts(start_proxy):
@@ -77,8 +82,16 @@ def test_never_ready_app_is_killed_shown_and_retried_by_the_next_request(start_p
     assert b"did not answer HTTP at / within 1.5 seconds" in page.body
     assert b"warming up" in page.body
     wait_for(lambda: len(proxy.app_pids()) == 2, what="a second start")
-    # An API client's request after the second failure gets the reason in plain text.
     wait_for(lambda: proxy.status().get("state") == "failed", what="the second failure")
+    assert proxy.status()["reason"] == "did not answer HTTP at / within 1.5 seconds"
+    # An API client's request after the second failure starts it again as well, waits
+    # --ready-timeout for it and gets one line of plain text, not a page.
+    api = proxy.get("data.json", headers={"Accept": "application/json"})
+    assert api.status == 503
+    assert api.header("Retry-After")
+    assert api.header("Content-Type") == "text/plain; charset=utf-8"
+    assert api.body == b"503 Service Unavailable: the app is not ready yet (waited 1.5 s)\n"
+    wait_for(lambda: len(proxy.app_pids()) == 3, what="a third start, asked for by the API client")
 
 
 def test_app_killed_with_sigkill_is_restarted(start_proxy):
@@ -141,11 +154,17 @@ def test_crash_loop_backs_off(start_proxy, tmp_path):
         timeout=30,
         what="five starts",
     )
-    times = [float(t) for t in times_file.read_text().split()]
+    times = [float(t) for t in times_file.read_text().split()][:5]
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    # Exponential backoff: each wait longer than the one before, the fourth well over the first.
-    assert all(later > earlier for earlier, later in zip(gaps, gaps[1:4], strict=False)), gaps
-    assert gaps[3] > 3 * gaps[0], gaps
+    # Exponential backoff: the supervisor announces each wait (before the next start, so all four
+    # are in the log by now), each double the one before ...
+    announced = re.findall(r"Restarting the app in ([\d.]+) s", proxy.log())
+    delays = [float(d) for d in announced[:4]]
+    assert len(delays) == 4, proxy.log()
+    assert delays[0] > 0 and all(b == 2 * a for a, b in zip(delays, delays[1:], strict=False))
+    # ... and really waits it: each start comes at least its wait after the one before. Only a
+    # lower bound, which holds however slow the machine (a slow start only adds to a gap).
+    assert all(gap > delay for gap, delay in zip(gaps, delays, strict=True)), (gaps, delays)
 
 
 def test_log_flood_after_a_restart_never_blocks_the_app(start_proxy):
@@ -214,10 +233,11 @@ def test_loading_page_moves_on_to_the_app_in_a_browser(start_proxy):
     """Chromium opens a deep link while the app starts and ends up on the app at that link."""
     from browser import chromium_page, screenshot
 
-    proxy = start_proxy(
-        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "3"], wait="listening"
-    )
     with chromium_page() as page:
+        # The browser first: on a busy machine its start alone can outlast the app's delay.
+        proxy = start_proxy(
+            app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "3"], wait="listening"
+        )
         page.goto(proxy.url("deep/link?x=1"))
         assert "Starting the app" in page.inner_text("body")
         screenshot(page, "loading-page")

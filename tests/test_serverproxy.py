@@ -224,24 +224,59 @@ def test_a_real_plugin_from_pypi(start_proxy, tmp_path):
     assert b"served by a real plugin" in response.body
 
 
-def test_config_file_scalar_options(start_proxy, tmp_path):
+def write_servers(tmp_path, name: str, servers: str) -> Path:
+    path = tmp_path / name
+    path.write_text(f"import sys\nECHO = {ECHO_APP!r}\nc.ServerProxy.servers = {servers}\n")
+    return path
+
+
+def test_config_file_port_and_absolute_url(start_proxy, tmp_path):
     port = free_port()
-    path = tmp_path / "scalar_config.py"
-    path.write_text(
-        textwrap.dedent(f"""
-        import sys
-        c.ServerProxy.servers = {{"scalar": {{
-            "command": [sys.executable, {ECHO_APP!r}, "{{port}}", "--unix", "{{unix_socket}}"],
+    path = write_servers(
+        tmp_path,
+        "port_config.py",
+        f"""{{"fixed": {{
+            "command": [sys.executable, ECHO, "{{port}}"],
             "absolute_url": True,
-            "unix_socket": True,
             "port": {port},
-            "timeout": 15,
-        }}}}
-    """)
+        }}}}""",
     )
     proxy = start_with(start_proxy, "--config", str(path), "--ready-check-path", "/user/alice/")
-    assert "Starting the app on socket" in proxy.log()  # unix_socket wins over port
+    assert f"Starting the app on port {port}:" in proxy.log()
     assert proxy.get("echo").json()["uri"] == "/user/alice/echo"
+    said_argv = next(x for x in proxy.log().splitlines() if "echo app argv: " in x)
+    assert said_argv.endswith(f'echo app argv: ["{port}"]')
+
+
+def test_config_file_timeout_is_the_ready_timeout(start_proxy, tmp_path):
+    path = write_servers(
+        tmp_path,
+        "timeout_config.py",
+        """{"late": {
+            "command": [sys.executable, ECHO, "{port}", "--delay-start", "60"],
+            "timeout": 1.5,
+        }}""",
+    )
+    proxy = start_with(start_proxy, "--config", str(path), wait="listening")
+    wait_for(lambda: proxy.status().get("state") == "failed", what="the timeout")
+    assert proxy.status()["reason"] == "did not answer HTTP at / within 1.5 seconds"
+
+
+def test_config_file_unix_socket_wins_over_port(start_proxy, tmp_path):
+    port = free_port()
+    path = write_servers(
+        tmp_path,
+        "socket_config.py",
+        f"""{{"socket": {{
+            "command": [sys.executable, ECHO, "{{port}}", "--unix", "{{unix_socket}}"],
+            "unix_socket": True,
+            "port": {port},
+        }}}}""",
+    )
+    proxy = start_with(start_proxy, "--config", str(path))
+    assert "Starting the app on socket" in proxy.log()
+    assert f"Starting the app on port {port}" not in proxy.log()
+    assert proxy.get("echo").json()["uri"] == "/echo"
 
 
 def test_no_update_last_activity_sends_no_reports(start_proxy):
@@ -252,3 +287,30 @@ def test_no_update_last_activity_sends_no_reports(start_proxy):
     # Once the control has tried twice, the quiet one would have tried too.
     control.wait_log("Cannot report activity", count=2)
     assert "report activity" not in quiet.log() and "Reported activity" not in quiet.log()
+
+
+def test_merge_server_lets_the_options_given_on_the_command_line_win():
+    from jhsingle_native_proxy.serverproxy import merge_server, server_from_dict
+
+    server = server_from_dict(
+        "app",
+        {
+            "command": ["serve", "{port}"],
+            "timeout": 30,
+            "port": 9000,
+            "absolute_url": True,
+            "unix_socket": True,
+            "environment": {"A": "1"},
+        },
+        "test",
+    )
+    options = {"ready_timeout": 5.0, "destport": 0, "absolute_url": False, "unix_socket": ""}
+    merged, command = merge_server(server, options, [], explicit={"ready_timeout"})
+    assert merged["ready_timeout"] == 5.0  # given on the command line
+    assert merged["destport"] == 9000 and merged["absolute_url"] is True
+    assert merged["unix_socket"] == "auto"
+    assert merged["server_env"] == {"A": "1"} and merged["server_label"] == "app (test)"
+    assert command == ["serve", "{port}"]
+    assert options["destport"] == 0  # the caller's dict is left as it was
+    _, given = merge_server(server, options, ["mine"], explicit=set())
+    assert given == ["mine"]  # the command line's command wins too

@@ -1,10 +1,16 @@
-"""Pure logic, tested on its own: templates, header hygiene, redirects, singleuser flags."""
+"""Pure logic, tested on its own: templates, header hygiene, redirects, singleuser flags,
+repository URLs, building Settings."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
+
 import pytest
 
-from jhsingle_native_proxy import command
+from jhsingle_native_proxy import command, repo_url
 from jhsingle_native_proxy.cli import split_singleuser_traits
 from jhsingle_native_proxy.proxy import headers as h
 
@@ -39,10 +45,16 @@ def test_singleuser_traits_are_taken_out_and_app_options_kept():
             "--ServerApp.root_dir",
             "/home/a",
             "--NotebookApp.allow_origin=*",
+            "--NotebookApp.allow_origin",
         ]
     )
-    assert rest == ["streamlit", "--server.port", "1", "--NotebookApp.allow_origin=*"]
-    assert traits == {"SingleUserNotebookApp.default_url": "/x", "ServerApp.root_dir": "/home/a"}
+    # 0.8.3's bare boolean flag stays for click; the trait with a value is singleuser's.
+    assert rest == ["streamlit", "--server.port", "1", "--NotebookApp.allow_origin"]
+    assert traits == {
+        "SingleUserNotebookApp.default_url": "/x",
+        "ServerApp.root_dir": "/home/a",
+        "NotebookApp.allow_origin": "*",
+    }
 
 
 def test_identity_header_is_dropped_in_every_spelling():
@@ -488,3 +500,183 @@ def test_frames_of_our_own_read_back(mask):
     assert code == 4000 and reason.startswith(got) and len(got.encode()) in (122, 123)
     ping = frames.build_frame(frames.PING, mask=mask)
     assert frames.parse_header(ping) == frames.Header(True, 0, frames.PING, mask, 0, len(ping))
+
+
+# --- repository URLs (repo_url: no GitPython needed)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://alice:s3cr3t@host/x.git", "https://***@host/x.git"),
+        ("https://ghp_TOKEN123@github.com/o/r", "https://***@github.com/o/r"),
+        (
+            "fatal: unable to access 'http://u:p@127.0.0.1:1/x.git/': refused",
+            "fatal: unable to access 'http://***@127.0.0.1:1/x.git/': refused",
+        ),
+        ("a https://x:y@h1/a and ssh://git@h2/b", "a https://***@h1/a and ssh://***@h2/b"),
+        ("https://user:p@ss@host/r", "https://***@host/r"),
+    ],
+)
+def test_redact_removes_credentials_from_urls(text, expected):
+    assert repo_url.redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["https://github.com/o/r.git", "git@github.com:o/r.git", "mail me at bob@example.com", ""],
+)
+def test_redact_leaves_text_without_credentials_alone(text):
+    assert repo_url.redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://alice:s3cr3t@host/x.git", "https://host/x.git"),
+        ("https://TOKEN@host/x.git", "https://host/x.git"),
+        ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+    ],
+)
+def test_without_credentials_drops_the_user_info_of_a_url(url, expected):
+    assert repo_url.without_credentials(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("https://alice:s3cr3t@host/x.git", ["s3cr3t"]),
+        ("https://ghp_TOKEN123@host/x.git", ["ghp_TOKEN123"]),
+        ("https://alice:p%40ss%2Fw0rd@host/x.git", ["p%40ss%2Fw0rd", "p@ss/w0rd"]),
+        ("ssh://git@host/x.git", []),  # too short to be worth hiding everywhere
+        ("https://host/x.git", []),
+    ],
+)
+def test_url_secrets_are_the_password_else_the_user_name_raw_and_decoded(url, secrets):
+    assert repo_url.url_secrets(url) == secrets
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://github.com/org/dashboard.git", "dashboard"),
+        ("https://alice:tok@github.com/org/dashboard.git/", "dashboard"),
+        ("https://github.com/org/dashboard", "dashboard"),
+        ("git@github.com:org/dashboard.git", "dashboard"),
+        ("file:///srv/repos/dashboard.git", "dashboard"),
+        ("/srv/repos/dashboard/", "dashboard"),
+        ("https://example.com/", "example.com"),
+    ],
+)
+def test_default_folder_is_the_repository_name_in_base(url, name):
+    assert repo_url.default_folder(url, "/home/jovyan") == os.path.join("/home/jovyan", name)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("https://github.com/o/r.git", "https://GitHub.com/o/r/"),
+        ("https://alice:tok@github.com/o/r", "HTTPS://github.com/o/r.git"),
+        ("file:///srv/r.git", "/srv/r"),
+        ("git@github.com:o/r.git", "github.com:o/r"),
+    ],
+)
+def test_normalise_tells_the_same_repository_apart_from_its_spellings(a, b):
+    assert repo_url.normalise(a) == repo_url.normalise(b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("https://github.com/o/r.git", "https://github.com/o/other.git"),
+        ("https://github.com/o/r.git", "https://gitlab.com/o/r.git"),
+    ],
+)
+def test_normalise_keeps_different_repositories_apart(a, b):
+    assert repo_url.normalise(a) != repo_url.normalise(b)
+
+
+def test_settings_and_repo_urls_import_neither_gitpython_nor_change_its_logging():
+    code = (
+        "import logging, sys\n"
+        "import jhsingle_native_proxy.settings, jhsingle_native_proxy.repo_url\n"
+        "assert 'git' not in sys.modules, 'GitPython imported'\n"
+        "import jhsingle_native_proxy.checkout\n"
+        "assert not logging.getLogger('git.cmd').filters, 'a filter added on import'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --- building Settings
+
+
+def test_build_settings_refuses_an_option_it_does_not_know():
+    from jhsingle_native_proxy.settings import UnknownSettingError, build_settings
+
+    options = {"authtype": "none", "ready_timout": 99}
+    with pytest.raises(UnknownSettingError, match="'ready_timout'.*did you mean 'ready_timeout'"):
+        build_settings(options, ["x"], {})
+
+
+def test_build_settings_refuses_an_option_for_a_field_it_works_out_itself():
+    from jhsingle_native_proxy.settings import UnknownSettingError, build_settings
+
+    with pytest.raises(UnknownSettingError, match="'prefix'.*works it out itself"):
+        build_settings({"authtype": "none", "prefix": "/x/"}, ["x"], {})
+
+
+def test_build_settings_takes_every_option_by_its_field_name():
+    from jhsingle_native_proxy.settings import build_settings
+
+    options = {"authtype": "none", "ready_timeout": 42.0, "destport": 9, "port": None}
+    settings = build_settings(options, ["x"], {})
+    assert (settings.ready_timeout, settings.destport, settings.port) == (42.0, 9, 8888)
+
+
+def test_every_command_line_option_is_a_setting_with_the_same_default():
+    """click declares the options; Settings must have each one, under the same name, with the
+    same default (for a Settings built directly, as the tests do)."""
+    from jhsingle_native_proxy.cli import _command
+    from jhsingle_native_proxy.settings import DERIVED_FIELDS, OPTION_NAMES, Settings
+
+    # Consumed by the command line itself (parse_args), or the app's command.
+    cli_only = {"config_file", "server_name", "list_servers", "disable_user_config", "command"}
+    defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+    names = set()
+    for param in _command.params:
+        if not param.expose_value or param.name in cli_only:
+            continue
+        names.add(param.name)
+        assert param.name in OPTION_NAMES, f"--{param.name} is no field of Settings"
+        if isinstance(param.default, (str, int, float)):  # not None nor click's UNSET
+            assert defaults[param.name] == param.default, param.name
+    assert DERIVED_FIELDS.issubset(defaults)
+    # The options that come from elsewhere: server descriptions (serverproxy.merge_server) and
+    # jupyterhub-singleuser's flags (parse_args).
+    assert OPTION_NAMES - names == {
+        "command_factory",
+        "server_env",
+        "server_mappath",
+        "server_request_header",
+        "server_ignored",
+        "server_label",
+        "ignored_flags",
+    }
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("http://10.0.0.5:9000/user/a/", ("10.0.0.5", 9000)),
+        ("http://10.0.0.5/user/a/", ("10.0.0.5", 80)),
+        ("https://jupyter-a/user/a/", ("jupyter-a", 443)),
+        ("", ("127.0.0.1", 8888)),
+    ],
+)
+def test_listen_address_from_jupyterhub_service_url(url, expected):
+    """As jupyterhub-singleuser: a service URL without a port means its scheme's port."""
+    from jhsingle_native_proxy.settings import listen_address
+
+    environ = {"JUPYTERHUB_SERVICE_URL": url} if url else {}
+    assert listen_address(None, None, environ) == expected

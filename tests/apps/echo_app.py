@@ -1,6 +1,7 @@
 """A small real web app for the tests: it shows what it received and streams what it is asked to.
 
 Usage: python echo_app.py PORT [--pidfile FILE] [--delay-start SECONDS] [--exit-after SECONDS]
+                           [--wait-for-file PATH]  (listens only once PATH exists)
 
 Routes:
   /echo            JSON of method, raw uri, headers (as a list of pairs), body length
@@ -274,6 +275,7 @@ async def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--pidfile", default=os.environ.get("TEST_PIDFILE"))
     parser.add_argument("--delay-start", type=float, default=0)
+    parser.add_argument("--wait-for-file", default="", help="listen only once this file exists")
     parser.add_argument("--exit-after", type=float, default=0)
     parser.add_argument("--say", default="")
     parser.add_argument("--say-env", action="append", default=[], help="print this variable")
@@ -301,6 +303,11 @@ async def main() -> None:
         print("flood done", flush=True)
     if args.delay_start:
         await asyncio.sleep(args.delay_start)
+    if args.wait_for_file:
+        # A start that lasts exactly as long as the test wants: until it creates the file.
+        print(f"echo app waiting for {args.wait_for_file}", flush=True)
+        while not os.path.exists(args.wait_for_file):
+            await asyncio.sleep(0.05)
     if args.exit_after:
         asyncio.get_running_loop().call_later(args.exit_after, os._exit, 0)
     app = web.Application(

@@ -1,0 +1,191 @@
+"""What the HTTP and websocket handlers share before anything reaches the app: the app made
+ready (or the client told why not), and the request as the app gets it (target and headers).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+from tornado import web
+
+from .. import pages
+from ..auth import is_hub_cookie, user_info
+from ..base import RESERVED
+from ..serverproxy import map_path
+from ..supervisor import AppState
+from . import headers as h
+
+CLIENT_GONE = 499  # nginx's "client closed request": the access line says so, at debug level
+
+
+class AppRequestMixin:
+    """What the HTTP and websocket handlers share: waiting for the app, and the request it gets."""
+
+    _app_port: int | None = None
+
+    def is_hub_probe(self) -> bool:
+        """JupyterHub's readiness poll: a plain GET of the prefix itself, with no credentials."""
+        request = self.request
+        return (
+            request.method == "GET"
+            and (request.path or "") == self.services.settings.prefix
+            and not self.wants_html()
+            and "Authorization" not in request.headers
+            and not any(is_hub_cookie(name) for name in request.cookies)
+        )
+
+    async def answer_hub_probe(self) -> bool:
+        """Hold JupyterHub's spawn-progress page until the app can answer; True if answered.
+
+        The hub polls the server's URL after spawning and sends the user on at the first answer
+        below 500. While the app starts we answer 503 ("not yet"), but only for
+        --hub-probe-timeout seconds after the proxy started: past that, the hub's own
+        http_timeout (30 s by default) would fail the spawn, so the probe goes through the usual
+        path and the user is sent on, to our loading page, which keeps showing the start.
+        """
+        services = self.services
+        supervisor = services.supervisor
+        if supervisor.state in (AppState.READY, AppState.FAILED, AppState.WAITING):
+            # WAITING: the app starts at the first real visit ({origin_host}), so there is
+            # nothing to wait for; the request goes on and is authorised like any other.
+            return False
+        remaining = services.settings.hub_probe_timeout - (time.monotonic() - services.started_at)
+        if remaining > 0:
+            if await supervisor.wait_ready(min(remaining, services.settings.ready_timeout)):
+                return False
+            self.send_error_page(503, "the app is starting", retry_after=1)
+            return True
+        if services.hub_auth is None:
+            self.set_status(200)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("the app is starting\n")
+            return True
+        return False
+
+    async def wait_for_app(self, browser: bool | None = None) -> bool:
+        """Make sure the app runs before anything is sent to it; answer the client otherwise.
+
+        A browser asking for a page while the app starts gets the loading page at once; any other
+        client waits up to --ready-timeout. A failed app shows why, and the next request retries.
+        """
+        services = self.services
+        supervisor = services.supervisor
+        settings = services.settings
+        supervisor.request_arrived(self.request.host)
+        if supervisor.state is AppState.READY:
+            self._app_port = supervisor.port
+            return True
+        if browser is None:
+            browser = self.request.method == "GET" and self.wants_html()
+        if supervisor.state is not AppState.FAILED:
+            # A short wait spares a browser the loading page when the app is nearly there.
+            wait = min(1.0, settings.ready_timeout) if browser else settings.ready_timeout
+            if await supervisor.wait_ready(wait):
+                self._app_port = supervisor.port
+                return True
+        status = supervisor.status()
+        if status.state is AppState.FAILED and status.failure is not None:
+            failure, retry_in = status.failure, status.retry_in
+            if browser:
+                output = failure.output if self.viewer_sees_output else None
+                self.send_page(
+                    503,
+                    pages.app_failed_page(failure.reason, output, retry_in),
+                    retry_after=retry_in or 1,
+                )
+            else:
+                self.send_error_page(503, f"the app {failure.reason}", retry_after=retry_in or 1)
+            return False
+        if browser:
+            status_url = f"{settings.base_url}/{RESERVED}status"
+            previous = status.failure.reason if status.failure else ""
+            lines = status.lines if self.viewer_sees_output else []
+            page = pages.loading_page(status_url, status.phase, lines, previous)
+            self.send_page(503, page, retry_after=1)
+        else:
+            self.send_error_page(
+                503,
+                f"the app is not ready yet (waited {settings.ready_timeout:g} s)",
+                retry_after=1,
+            )
+        return False
+
+    def target_url(self) -> str:
+        """The app's URL for this request: the raw path after the prefix, query byte for byte.
+
+        The identity query argument is removed in every spelling (and added back by us with
+        --query-user-info); so is `token`, behind JupyterHub.
+        """
+        settings = self.services.settings
+        uri = self.request.uri or "/"
+        path, _, query = uri.partition("?")
+        if settings.absolute_url:
+            rest = path
+        else:
+            rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
+            if not rest.startswith("/"):
+                rest = "/" + rest
+        if rest in settings.mappath:
+            rest = settings.mappath[rest]
+        elif settings.server_mappath:
+            rest = map_path(settings.server_mappath, rest)
+        query = h.strip_query_arg(query)
+        if self.services.hub_auth is not None:
+            # A hub token in the URL is the viewer's credential, whether or not the hub took it
+            # (JupyterHub 5 ignores `?token=` by default): never the app's.
+            query = h.strip_query_arg(query, "token")
+        viewer = self.viewer
+        if settings.query_user_info and viewer is not None:
+            extra = h.USER_QUERY_ARG + "=" + quote(user_info(viewer), safe="")
+            query = f"{query}&{extra}" if query else extra
+        origin = self.services.supervisor.origin
+        return f"{origin}{rest}{'?' + query if query else ''}"
+
+    def app_request_headers(self, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+        """The client's headers as the app gets them, with our own additions."""
+        request = self.request
+        settings = self.services.settings
+        try:
+            pairs = [
+                (n, h.value_for_app(v))
+                for n, v in request.headers.get_all()
+                if h.canonical_name(n) not in drop
+            ]
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, "a header value is neither ASCII nor UTF-8") from None
+        headers = h.request_headers_for_app(
+            pairs,
+            request.headers.get_list("Connection"),
+            client_ip=request.remote_ip or "",
+            protocol=request.protocol,
+            host=request.host,
+            prefix=settings.base_url or "/",
+        )
+        # The viewer's hub credentials are for us, never for the app; with --authtype none the
+        # hub's own cookies (path /) still arrive, and they are no more the app's business.
+        headers = h.without_credentials(
+            headers, is_hub_cookie, drop_authorization=self.token_authenticated
+        )
+        if settings.forward_user_info and self.viewer is not None:
+            headers.append((h.USER_HEADER, user_info(self.viewer)))
+        overrides = self.services.supervisor.request_headers
+        if overrides:
+            replaced = {h.canonical_name(n) for n, _ in overrides}
+            headers = [(n, v) for n, v in headers if h.canonical_name(n) not in replaced]
+            headers.extend(overrides)
+        return headers
+
+    def note_client_gone(self) -> None:
+        """A client that leaves before its answer is complete is normal, not an error."""
+        self.set_status(CLIENT_GONE, "Client Closed Request")
+
+    def counts_as_activity(self) -> bool:
+        """--activity-exclude paths (health checks, say) leave the server looking idle."""
+        settings = self.services.settings
+        if not settings.activity_exclude:
+            return True
+        path = (self.request.path or "")[len(settings.base_url) :]
+        return not any(
+            path == p or path.startswith(p.rstrip("/") + "/") for p in settings.activity_exclude
+        )
