@@ -2,7 +2,9 @@
 
 ROOT_PATH is the path the browser sees, without a trailing slash (/user/NAME under JupyterHub);
 gradio.sh passes {base_url}. jhsingle-native-proxy strips it before forwarding, so Gradio serves
-at "/" and uses root_path only to build the URLs it hands to the browser.
+at "/" and uses root_path only to build the URLs it hands to the browser. (Or
+`jhsingle-native-proxy --app gradio --presentation-path gradio_app.py`: the preset imports this
+file and launches `demo` itself.)
 
 Nothing here calls the internet: no analytics or version check (GRADIO_ANALYTICS_ENABLED=False,
 analytics_enabled=False), no Hugging Face telemetry, no share link (share=False, so no frpc
@@ -19,7 +21,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-port = int(sys.argv[1])
+port = int(sys.argv[1]) if len(sys.argv) > 1 else 7860
 root_path = sys.argv[2] if len(sys.argv) > 2 else ""
 
 

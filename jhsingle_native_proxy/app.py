@@ -15,6 +15,7 @@ from tornado.routing import Rule
 from .activity import isoformat
 from .auth import AuthMixin, cookie_secret
 from .base import RESERVED, BaseHandler, Services
+from .console import ROUTES as CONSOLE_ROUTES
 from .proxy.app_request import CLIENT_GONE
 from .proxy.headers import scrub_uri
 from .proxy.http import PROXIED_METHODS, ProxyHandler
@@ -110,12 +111,15 @@ def make_app(services: Services) -> web.Application:
     if prefix != "/":
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
     status, websockets, proxied = StatusHandler, WebSocketProxyHandler, ProxyHandler
+    console = dict(CONSOLE_ROUTES)
     if services.hub_auth is not None:
         # Only now: JupyterHub's client is heavy, and --authtype none has no use for it.
         from .hub_login import OAuthCallbackHandler, with_hub_login
 
         status, websockets, proxied = map(with_hub_login, (status, websockets, proxied))
+        console = {path: with_hub_login(handler) for path, handler in console.items()}
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
+    routes += [(escaped + re.escape(RESERVED + path), h) for path, h in console.items()]
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
         Rule(WebSocketUpgrade(escaped + ".*"), websockets),

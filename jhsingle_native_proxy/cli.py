@@ -17,12 +17,12 @@ the others are logged once as ignored.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 import click
 
 from ._version import __version__
+from .presets import apply_preset, describe_presets
 from .proxy.headers import header_problem
 from .serverproxy import (
     ConfigError,
@@ -32,38 +32,9 @@ from .serverproxy import (
     merge_server,
 )
 from .settings import SettingsError, build_settings
+from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
 
 PROG = "jhsingle-native-proxy"
-
-# `--Class.trait[=value]` as traitlets writes it. Class names are CamelCase, which keeps app
-# options such as streamlit's `--server.port` out of this pattern.
-_TRAIT_FLAG = re.compile(r"^--([A-Z]\w*)\.(\w+)(?:=(.*))?$", re.DOTALL)
-# Traits that name the single-user server's root directory: the app's working directory here.
-_DIRECTORY_TRAITS = {"notebook_dir", "root_dir"}
-# Words that are our own click flags despite their traitlets-like spelling (0.8.3's boolean
-# flag); `--NotebookApp.allow_origin=VALUE`, jupyterhub-singleuser's trait, is ignored like others.
-_OWN_TRAITS = {"--NotebookApp.allow_origin"}
-
-
-def split_singleuser_traits(words: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Take `--Class.trait=value` (or `--Class.trait value`) flags out of `words`."""
-    rest: list[str] = []
-    traits: dict[str, str] = {}
-    i = 0
-    while i < len(words):
-        word = words[i]
-        match = _TRAIT_FLAG.match(word)
-        if match and word not in _OWN_TRAITS:
-            name = f"{match.group(1)}.{match.group(2)}"
-            value = match.group(3)
-            if value is None and i + 1 < len(words) and not words[i + 1].startswith("-"):
-                value = words[i + 1]
-                i += 1
-            traits[name] = value if value is not None else ""
-        else:
-            rest.append(word)
-        i += 1
-    return rest, traits
 
 
 def _options(f):
@@ -95,6 +66,21 @@ def _options(f):
             default="",
             help="A path made absolute and offered as {presentation_path}, "
             "{presentation_basename} and {presentation_dirname}.",
+        ),
+        click.option(
+            "--app",
+            "app",
+            default="",
+            metavar="TYPE",
+            help="Run the --presentation-path file with a known framework's command and "
+            "settings: streamlit, voila, panel, bokeh, dash, gradio, shiny, static, or auto "
+            "(from the file). Words after -- are added to its command. See --list-apps.",
+        ),
+        click.option(
+            "--list-apps",
+            is_flag=True,
+            default=False,
+            help="List the --app types with the command each runs, and exit.",
         ),
         click.option("--debug/--no-debug", default=False, help="Log at DEBUG level."),
         click.option(
@@ -387,7 +373,7 @@ def parse_args(argv: list[str], environ: dict[str, str]):
         raise SystemExit(options)
     ignored = list(options.pop("ignored_flags", ()))
     for name, value in traits.items():
-        if name.split(".", 1)[1] in _DIRECTORY_TRAITS and not options.get("working_dir"):
+        if name.split(".", 1)[1] in DIRECTORY_TRAITS and not options.get("working_dir"):
             options["working_dir"] = value
         else:
             ignored.append(f"--{name}")
@@ -399,6 +385,11 @@ def parse_args(argv: list[str], environ: dict[str, str]):
     server_name = options.pop("server_name")
     list_servers = options.pop("list_servers")
     explicit = options.pop("explicit")  # the names given on the command line itself
+    app = options.pop("app")
+    if options.pop("list_apps"):
+        for line in describe_presets():
+            click.echo(line)
+        raise SystemExit(0)
     config_servers = load_config_file(config_file) if config_file else {}
     if list_servers:
         for line in describe_servers(config_servers):
@@ -414,10 +405,21 @@ def parse_args(argv: list[str], environ: dict[str, str]):
                 f"({', '.join(sorted(config_servers))}): choose one with --server NAME"
             )
         server = next(iter(config_servers.values()))
-    if server is not None:
-        options, command = merge_server(server, options, command, explicit)
     for option in ("env", "mappath", "request_header"):
         options[option] = pairs(options[option], "--" + option.replace("_", "-"))
+    if server is not None and server.app and not app:
+        app = server.app
+        if server.presentation_path and "presentation_path" not in explicit:
+            options["presentation_path"] = server.presentation_path
+    given_env = options["env"]
+    if app:
+        # The preset first, then the server's own settings over it; the command line wins both.
+        options, command = apply_preset(app, options, command, explicit, environ)
+    if server is not None:
+        options, command = merge_server(server, options, command, explicit)
+        if app and isinstance(server.environment, dict):
+            # (A callable environment is laid under the preset's instead.)
+            options["env"] = {**options["env"], **server.environment, **given_env}
     for name, value in options["request_header"].items():
         if problem := header_problem(name, value):
             raise SettingsError(f"--request-header: {problem}")

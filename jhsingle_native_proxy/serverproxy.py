@@ -3,7 +3,8 @@ with the command line into one description of the app.
 
 Users of jupyter-server-proxy describe a server as a dict (`command`, `environment`, `timeout`,
 `absolute_url`, `port`, `unix_socket`, `mappath`, `request_headers_override`,
-`update_last_activity`, `raw_socket_proxy`, ...), in `c.ServerProxy.servers` of a Jupyter config
+`update_last_activity`, `raw_socket_proxy`, ...; and ours: `app`, a preset of presets.py, with
+`presentation_path`), in `c.ServerProxy.servers` of a Jupyter config
 file or returned by a plugin's `jupyter_serverproxy_servers` entry point. Values may be callables
 that ask, by their parameter names, for `port`, `base_url` and `unix_socket`. This module reads
 those descriptions and checks them, key by key, so a mistake is one message naming the key, and
@@ -50,6 +51,9 @@ class ServerProcess:
     request_headers_override: dict[str, str] | Callable | None = None
     update_last_activity: bool | None = None
     raw_socket_proxy: bool | None = None
+    # This package's own keys: an --app preset, and the file it runs (see presets.py).
+    app: str | None = None
+    presentation_path: str | None = None
     ignored: tuple[str, ...] = field(default=())
 
 
@@ -120,6 +124,13 @@ def server_from_dict(name: str, spec: object, source: str) -> ServerProcess:
             if not isinstance(spec[key], bool):
                 raise ConfigError(f"{where}: {key!r} must be True or False, not {spec[key]!r}")
             values[key] = spec[key]
+    for key in ("app", "presentation_path"):
+        if key in spec:
+            if not isinstance(spec[key], str) or not spec[key]:
+                raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+            values[key] = spec[key]
+    if "app" in values and "command" in values:
+        raise ConfigError(f"{where}: give 'app' or 'command', not both")
     if "timeout" in spec:
         if (
             isinstance(spec["timeout"], bool)

@@ -123,6 +123,11 @@ class AppStatus:
     failure: Failure | None
     # Seconds until an automatic restart, when one is scheduled.
     retry_in: float | None
+    # When the running instance became ready (wall clock, seconds since the epoch), if it is.
+    ready_since: float | None = None
+    # How many times the app was started again after its first start (by itself or when asked).
+    restarts: int = 0
+    pid: int | None = None
 
 
 def restart_delay(up_for: float, restarts: int) -> tuple[int, float]:
@@ -140,6 +145,29 @@ def describe_error(e: BaseException) -> str:
         where = f" ({e.filename})" if e.filename else ""
         return f"{e.strerror}{where}"
     return f"an internal error ({type(e).__name__}); the server log says more"
+
+
+async def spawn(
+    s: Settings, argv: list[str], env: dict[str, str], where: str, output: deque[str]
+) -> tuple[AppProcess | Failure, list[asyncio.Task]]:
+    """Start the child with its output pumped; a Failure if it cannot be executed."""
+    log.info("Starting the app on %s: %s", where, " ".join(argv))
+    try:
+        return await spawn_with_output(argv, env, s.app_dir, output, s.logs)
+    except OSError as e:
+        failure = Failure(FailureKind.NOT_STARTED, describe_start_error(e, argv[0]))
+        log.error("%s", failure.sentence)
+        return failure, []
+
+
+def fresh_address(s: Settings, unix_socket: str) -> int:
+    """The port for the next instance (0 on a unix socket, whose stale file goes)."""
+    if not unix_socket:
+        return s.destport or free_port()
+    # A socket file left by an earlier instance would make the app's bind fail.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(unix_socket)
+    return 0
 
 
 class AppSupervisor:
@@ -180,15 +208,17 @@ class AppSupervisor:
         self._task: asyncio.Task | None = None
         self._process: AppProcess | None = None
         self._checkout: Checkout | None = None
+        self._spawned = 0  # instances started
+        self._ready_since: float | None = None
+        # A restart was asked for: the instance that ends next is not a failure.
+        self._restart_asked = False
 
     # -- what the proxy asks ------------------------------------------------------------------
 
     @property
     def origin(self) -> str:
         """The app's HTTP origin for the pooled client (its host is ignored on a unix socket)."""
-        if self.unix_socket:
-            return "http://localhost"
-        return f"http://127.0.0.1:{self.port}"
+        return "http://localhost" if self.unix_socket else f"http://127.0.0.1:{self.port}"
 
     @property
     def started(self) -> bool:
@@ -199,7 +229,9 @@ class AppSupervisor:
         retry_in = None
         if self.failure is not None and self.failure.retry_at is not None:
             retry_in = max(0.0, self.failure.retry_at - time.monotonic())
-        return AppStatus(self.state, self.phase, self.recent_lines(), self.failure, retry_in)
+        pid = self._process.pid if self._process is not None else None
+        return AppStatus(self.state, self.phase, self.recent_lines(), self.failure, retry_in,
+                         self._ready_since, max(0, self._spawned - 1), pid)  # fmt: skip
 
     def recent_lines(self, count: int = 30) -> list[str]:
         """What the progress page shows: preparation steps, then the app's latest output."""
@@ -233,6 +265,27 @@ class AppSupervisor:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(changed.wait(), remaining)
         return self.state is AppState.READY
+
+    async def restart(self, *, pull: bool = False) -> None:
+        """End the running instance (its whole group) and start it again at once, whatever its
+        state; with `pull`, run the checkout again first (its usual rules: nothing is lost)."""
+        if self._stopping:
+            return
+        if pull:
+            self.app_environ = None
+        if self._task is None:
+            self._ensure_task()
+            return
+        self._restart_asked = True
+        self._kick.set()  # out of a backoff or a wait for a request
+        if self._checkout is not None:
+            self._checkout.stop()
+        if self._process is not None:
+            await self._process.end_group(self.settings.shutdown_grace)
+
+    async def pull_and_restart(self) -> None:
+        """The checkout again (its usual rules: nothing of the user's is lost), then a restart."""
+        await self.restart(pull=True)
 
     async def stop(self) -> None:
         """End the app and everything it started; no restart after this."""
@@ -275,12 +328,15 @@ class AppSupervisor:
             self.launched.set()
             if self._stopping:
                 break
+            if self._restart_asked:
+                self._restart_asked = False
+                log.info("Restarting the app, as its owner asked")
+                continue
             if not failure.exited:
                 # Failed to start or never ready: wait for a request before trying again.
                 self.failure = failure
                 self._set_state(AppState.FAILED)
-                self._kick.clear()
-                await self._kick.wait()
+                await self._pause(None)
                 restarts = 0
                 continue
             restarts, delay = restart_delay(up_for, restarts)
@@ -289,9 +345,15 @@ class AppSupervisor:
             self._set_state(AppState.FAILED)
             if delay:
                 log.warning("Restarting the app in %.1f s", delay)
-                await asyncio.sleep(delay)
+                await self._pause(delay)
             else:
                 log.warning("Restarting the app now: it had been serving for %.0f s", up_for)
+
+    async def _pause(self, delay: float | None) -> None:
+        """Wait `delay` seconds (None: for a request), or until a restart is asked for."""
+        self._kick.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), delay)
 
     async def _prepare(self) -> Failure | None:
         """Before the first start: the git checkout, once (again after it failed)."""
@@ -327,13 +389,7 @@ class AppSupervisor:
                 return failure, 0.0
         self.phase = "Starting the app"
         self.progress.add(self.phase)
-        if self.unix_socket:
-            port = 0
-            # A socket file left by an earlier instance would make the app's bind fail.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.unix_socket)
-        else:
-            port = s.destport or free_port()
+        port = fresh_address(s, self.unix_socket)
         try:
             launch = build_launch(
                 s,
@@ -350,10 +406,15 @@ class AppSupervisor:
         self.request_headers = launch.request_headers
         self.output.clear()
         where = f"socket {self.unix_socket}" if self.unix_socket else f"port {port}"
-        process, pumps = await self._spawn(launch.argv, launch.env, where)
+        try:
+            process, pumps = await spawn(s, launch.argv, launch.env, where, self.output)
+        finally:
+            self.launched.set()
         if isinstance(process, Failure):
             return process, 0.0
-        self.port = port
+        self._process, self.port = process, port
+        self._spawned += 1
+        self._restart_asked = False  # this is the fresh start a restart asks for
         try:
             failure, up_for = await self._watch(process, where)
             # The last lines it wrote belong on the failure page: let the pumps finish.
@@ -365,23 +426,6 @@ class AppSupervisor:
                 pump.cancel()
             self.port = None
 
-    async def _spawn(
-        self, argv: list[str], env: dict[str, str], where: str
-    ) -> tuple[AppProcess | Failure, list[asyncio.Task]]:
-        """Start the child with its output pumped; a Failure if it cannot be executed."""
-        log.info("Starting the app on %s: %s", where, " ".join(argv))
-        s = self.settings
-        try:
-            process, pumps = await spawn_with_output(argv, env, s.app_dir, self.output, s.logs)
-        except OSError as e:
-            failure = Failure(FailureKind.NOT_STARTED, describe_start_error(e, argv[0]))
-            log.error("%s", failure.sentence)
-            return failure, []
-        finally:
-            self.launched.set()
-        self._process = process
-        return process, pumps
-
     async def _watch(self, process: AppProcess, where: str) -> tuple[Failure, float]:
         """Wait for readiness, then for the end; return why it ended and how long it served."""
         s = self.settings
@@ -389,6 +433,7 @@ class AppSupervisor:
         address = AppAddress(self.unix_socket, self.port or 0)
         if await wait_until_ready(address, s, process.exited, lambda: self._stopping):
             ready_at = time.monotonic()
+            self._ready_since = time.time()
             log.info("The app is ready on %s (pid %d)", where, process.pid)
             self.failure = None
             self._set_state(AppState.READY)
@@ -401,6 +446,7 @@ class AppSupervisor:
             failure = Failure.not_ready(s)
         if not self._stopping:
             log.error("%s", failure.sentence)
+        self._ready_since = None
         # Leftover members of the group (an `sh -c` app's children) must not hold the port.
         await process.end_group(s.shutdown_grace)
         self._process = None

@@ -1,4 +1,5 @@
-"""examples/bokeh.sh in Chromium under /user/test/: the app renders and a slider move
+"""examples/bokeh.sh, and `--app bokeh` with its app file, in Chromium under /user/test/:
+the app renders and a slider move
 round-trips over its websocket to the Python callback on the server; the page asks nothing
 of any host but the proxy."""
 
@@ -7,18 +8,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import PREFIX, example_running, require
+from example_support import HOW, PREFIX, require, running
 
 pytestmark = pytest.mark.examples
 
 
-def test_bokeh_example_renders_and_runs_a_server_callback(tmp_path):
+@HOW
+def test_bokeh_example_renders_and_runs_a_server_callback(tmp_path, how):
     require("bokeh")
     from playwright.sync_api import expect
 
     from browser import chromium_page, screenshot
 
-    with example_running("bokeh.sh", tmp_path) as proxy, chromium_page() as page:
+    with running(how, "bokeh.sh", tmp_path) as proxy, chromium_page() as page:
         hosts = set()
         page.on("request", lambda r: hosts.add(urlsplit(r.url.removeprefix("blob:")).netloc))
         with page.expect_websocket(timeout=30000) as websocket:
@@ -39,5 +41,5 @@ def test_bokeh_example_renders_and_runs_a_server_callback(tmp_path):
         expect(page.get_by_text("The server drew 4 stars: ★★★★")).to_be_visible(timeout=30000)
         assert not socket.is_closed()
         assert page.title() == "Bokeh demo"
-        screenshot(page, "example-bokeh")
+        screenshot(page, f"example-bokeh-{how}")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"

@@ -1,4 +1,5 @@
-"""examples/dash.sh in Chromium under /user/test/: the page renders and a callback round-trips,
+"""examples/dash.sh, and `--app dash` with its app file, in Chromium under /user/test/:
+the page renders and a callback round-trips,
 and the page asks nothing of any host but the proxy."""
 
 from __future__ import annotations
@@ -6,18 +7,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import PREFIX, example_running, require
+from example_support import HOW, PREFIX, require, running
 
 pytestmark = pytest.mark.examples
 
 
-def test_dash_example_renders_and_runs_a_callback(tmp_path):
+@HOW
+def test_dash_example_renders_and_runs_a_callback(tmp_path, how):
     require("dash")
     from playwright.sync_api import expect
 
     from browser import chromium_page, screenshot
 
-    with example_running("dash.sh", tmp_path) as proxy, chromium_page() as page:
+    with running(how, "dash.sh", tmp_path) as proxy, chromium_page() as page:
         hosts = set()
         page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc))
         page.goto(proxy.url())
@@ -37,5 +39,5 @@ def test_dash_example_renders_and_runs_a_callback(tmp_path):
         assert update.value.request.method == "POST"
         expect(greeting).to_have_text("Hello, proxy user! (10 characters)", timeout=30000)
         assert page.title() == "Dash demo"
-        screenshot(page, "example-dash")
+        screenshot(page, f"example-dash-{how}")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"

@@ -1,4 +1,5 @@
-"""examples/gradio.sh in Chromium under /user/test/: the page renders and a submit round-trips,
+"""examples/gradio.sh, and `--app gradio` with its app file, in Chromium under /user/test/:
+the page renders and a submit round-trips,
 and the page asks nothing of any host but the proxy (no CDN fonts, no analytics)."""
 
 from __future__ import annotations
@@ -6,18 +7,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import PREFIX, example_running, require
+from example_support import HOW, PREFIX, require, running
 
 pytestmark = pytest.mark.examples
 
 
-def test_gradio_example_renders_and_answers_a_submit(tmp_path):
+@HOW
+def test_gradio_example_renders_and_answers_a_submit(tmp_path, how):
     require("gradio")
     from playwright.sync_api import expect
 
     from browser import chromium_page, screenshot
 
-    with example_running("gradio.sh", tmp_path) as proxy, chromium_page() as page:
+    with running(how, "gradio.sh", tmp_path) as proxy, chromium_page() as page:
         hosts = set()
         page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc))
         page.goto(proxy.url())
@@ -34,5 +36,5 @@ def test_gradio_example_renders_and_answers_a_submit(tmp_path):
             page.get_by_role("button", name="Submit").click()
         assert join.value.status == 200
         expect(greeting).to_have_value("Hello, proxy user! (10 characters)", timeout=30000)
-        screenshot(page, "example-gradio")
+        screenshot(page, f"example-gradio-{how}")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"

@@ -1,4 +1,5 @@
-"""examples/streamlit.sh in Chromium under /user/test/: the app renders and a button click
+"""examples/streamlit.sh, and `--app streamlit` with its app file, in Chromium under /user/test/:
+the app renders and a button click
 round-trips over its websocket (the script runs again on the server); the page asks nothing
 of any host but the proxy."""
 
@@ -7,18 +8,19 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import PREFIX, example_running, require
+from example_support import HOW, PREFIX, require, running
 
 pytestmark = pytest.mark.examples
 
 
-def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path):
+@HOW
+def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path, how):
     require("streamlit")
     from playwright.sync_api import expect
 
     from browser import chromium_page, screenshot
 
-    with example_running("streamlit.sh", tmp_path) as proxy, chromium_page() as page:
+    with running(how, "streamlit.sh", tmp_path) as proxy, chromium_page() as page:
         hosts = set()
         page.on("request", lambda r: hosts.add(urlsplit(r.url.removeprefix("blob:")).netloc))
         with page.expect_websocket(timeout=30000) as websocket:
@@ -36,5 +38,5 @@ def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path):
         page.get_by_role("button", name="Click me").click()
         expect(page.get_by_text("Clicks counted by the server: 1")).to_be_visible(timeout=30000)
         assert not socket.is_closed()
-        screenshot(page, "example-streamlit")
+        screenshot(page, f"example-streamlit-{how}")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"

@@ -1,4 +1,5 @@
-"""examples/voila.sh in Chromium under /user/test/: the notebook renders, and moving its slider
+"""examples/voila.sh, and `--app voila` with its app file, in Chromium under /user/test/:
+the notebook renders, and moving its slider
 updates a label that the kernel computes, over the kernel's websocket through the proxy."""
 
 from __future__ import annotations
@@ -7,12 +8,13 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import PREFIX, example_running, require
+from example_support import HOW, PREFIX, require, running
 
 pytestmark = pytest.mark.examples
 
 
-def test_voila_example_renders_and_a_widget_talks_to_the_kernel(tmp_path):
+@HOW
+def test_voila_example_renders_and_a_widget_talks_to_the_kernel(tmp_path, how):
     require("voila")
     require("ipykernel")
     require("ipywidgets")
@@ -20,7 +22,7 @@ def test_voila_example_renders_and_a_widget_talks_to_the_kernel(tmp_path):
 
     from browser import chromium_page, screenshot
 
-    with example_running("voila.sh", tmp_path) as proxy, chromium_page() as page:
+    with running(how, "voila.sh", tmp_path) as proxy, chromium_page() as page:
         hosts, sockets, cdn = set(), [], []
         page.on("request", lambda r: hosts.add(urlsplit(r.url).netloc))
         # Voilà's templates link Font Awesome's stylesheets from jsDelivr, whatever the notebook
@@ -43,7 +45,7 @@ def test_voila_example_renders_and_a_widget_talks_to_the_kernel(tmp_path):
         page.locator(".widget-slider .noUi-handle").focus()
         page.keyboard.press("ArrowRight")
         expect(answer).to_have_text("4 squared is 16, says the kernel", timeout=30000)
-        screenshot(page, "example-voila")
+        screenshot(page, f"example-voila-{how}")
         assert any(
             path.startswith(f"{PREFIX}api/kernels/") and path.endswith("/channels")
             for path in sockets

@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from jhsingle_native_proxy import command, repo_url
-from jhsingle_native_proxy.cli import split_singleuser_traits
 from jhsingle_native_proxy.proxy import headers as h
+from jhsingle_native_proxy.singleuser_flags import split_singleuser_traits
 
 
 def test_substitute_fills_known_names_and_literal_braces():
@@ -641,7 +641,10 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     from jhsingle_native_proxy.settings import DERIVED_FIELDS, OPTION_NAMES, Settings
 
     # Consumed by the command line itself (parse_args), or the app's command.
-    cli_only = {"config_file", "server_name", "list_servers", "disable_user_config", "command"}
+    cli_only = {
+        *("config_file", "server_name", "list_servers", "disable_user_config", "command"),
+        *("app", "list_apps"),  # steer the command line, as --config does (presets.py)
+    }
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     names = set()
     for param in _command.params:

@@ -79,3 +79,32 @@ def error_page(status: int, title: str, message: str) -> str:
 
 def not_yours_page(viewer: str, owner: str) -> str:
     return _render("not_yours.html", viewer=viewer, owner=owner)
+
+
+def console_page(
+    view: dict[str, object],
+    *,
+    status_url: str,
+    restart_url: str,
+    pull_url: str,
+    app_url: str,
+    repo: str = "",
+    branch: str = "",
+) -> str:
+    """The owner's console. `view` is what `console.console_view` reports (its JSON, too);
+    `repo` must already be redacted. Without `pull_url` there is no "Pull and restart"."""
+    return _render(
+        "console.html",
+        state=view["state"],
+        uptime=view["uptime"],
+        restarts=view["restarts"],
+        pid=view["pid"],
+        reason=view.get("reason") or "",
+        shown="\n".join(view["lines"]),  # type: ignore[arg-type]
+        status_url=status_url,
+        restart_url=restart_url,
+        pull_url=pull_url,
+        app_url=app_url,
+        repo=repo,
+        branch=branch,
+    )

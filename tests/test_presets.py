@@ -1,0 +1,217 @@
+"""`--app TYPE` (presets.py): the table, `auto`'s inference, --list-apps, how a preset is laid
+under the command line and a config file's server, and the static server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+
+import pytest
+from example_support import EXAMPLES
+
+from conftest import cli_error, free_port, run_cli, wait_for
+from jhsingle_native_proxy import command as command_templates
+from jhsingle_native_proxy import presets
+from jhsingle_native_proxy.cli import parse_args
+from jhsingle_native_proxy.presets import PRESETS, PresetError, infer_app
+
+NO_HUB = {"PATH": "/usr/bin:/bin"}
+
+
+def settings_for(*argv: str, environ: dict | None = None):
+    return parse_args(["--authtype", "none", *argv], {**NO_HUB, **(environ or {})})
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Every preset's framework counts as installed (the table is tested, not this machine)."""
+    monkeypatch.setattr(presets, "check_installed", lambda name, environ: None)
+
+
+def test_every_preset_uses_only_known_placeholders():
+    for name in PRESETS:
+        words = [w.replace("{presentation_stem}", "x") for w in presets.preset_command(name)]
+        command_templates.placeholders(words)  # raises on an unknown one
+        command_templates.placeholders(PRESETS[name].env.values())
+
+
+def test_every_preset_names_what_to_install():
+    for name, preset in PRESETS.items():
+        if preset.needs_module or preset.needs_program:
+            assert preset.install, name
+
+
+@pytest.mark.parametrize(
+    "file, expected",
+    [
+        ("streamlit_app.py", "streamlit"),
+        ("panel_app.py", "panel"),
+        ("bokeh_app.py", "bokeh"),
+        ("dash_app.py", "dash"),
+        ("gradio_app.py", "gradio"),
+        ("voila_app.ipynb", "voila"),
+        ("shiny/app.R", "shiny"),
+        ("shiny", "shiny"),
+        (".", "static"),
+    ],
+)
+def test_auto_infers_the_examples_frameworks(file, expected):
+    assert infer_app(str(EXAMPLES / file)) == expected
+
+
+def test_auto_reads_imports_not_text(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text("# streamlit is not used here\nfrom panel import widgets\n")
+    assert infer_app(str(app)) == "panel"
+    app.write_text("import os\nprint('streamlit')\n")
+    with pytest.raises(PresetError, match="imports none of"):
+        infer_app(str(app))
+
+
+def test_auto_refuses_what_it_cannot_tell(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(PresetError, match="cannot tell"):
+        infer_app(str(tmp_path / "notes.txt"))
+
+
+def test_a_preset_sets_command_and_settings(installed):
+    notebook = str(EXAMPLES / "voila_app.ipynb")
+    s = settings_for("--app", "voila", "--presentation-path", notebook)
+    assert s.command[:2] == ("voila", "{presentation_path}")
+    assert s.presentation_path == notebook
+    assert s.ready_check_path == "/voila/static/voila.js"
+    s = settings_for("--app", "bokeh", "--presentation-path", str(EXAMPLES / "bokeh_app.py"))
+    assert s.absolute_url is True
+
+
+def test_explicit_options_win_over_the_preset(installed):
+    s = settings_for(
+        "--app", "gradio", "--presentation-path", str(EXAMPLES / "gradio_app.py"),
+        "--ready-timeout", "5", "--env", "GRADIO_ANALYTICS_ENABLED=True",
+    )  # fmt: skip
+    assert s.ready_timeout == 5
+    assert s.env["GRADIO_ANALYTICS_ENABLED"] == "True"
+    assert s.env["HF_HUB_DISABLE_TELEMETRY"] == "1"
+
+
+def test_words_after_the_double_dash_are_appended(installed):
+    s = settings_for("--app", "static", "--presentation-path", str(EXAMPLES), "--", "--listing")
+    assert s.command[-2:] == ("{presentation_path}", "--listing")
+
+
+def test_panel_serves_the_app_at_the_prefix(installed):
+    s = settings_for("--app", "panel", "--presentation-path", str(EXAMPLES / "panel_app.py"))
+    assert s.command[-2:] == ("--index", "panel_app")
+
+
+def test_a_missing_framework_is_one_line_naming_the_package(tmp_path):
+    result = run_cli(
+        ["--authtype", "none", "--app", "streamlit", "--presentation-path", str(tmp_path)],
+        env={"PATH": str(tmp_path)},
+    )
+    assert cli_error(result.stderr, result.returncode) == (
+        "--app streamlit needs streamlit: pip install streamlit"
+    )
+
+
+def test_a_preset_needs_the_file():
+    result = run_cli(["--authtype", "none", "--app", "static"])
+    assert "--presentation-path" in cli_error(result.stderr, result.returncode)
+
+
+def test_an_unknown_preset_lists_the_known_ones(tmp_path):
+    result = run_cli(["--authtype", "none", "--app", "flask", "--presentation-path", "."])
+    assert "known: streamlit, voila" in cli_error(result.stderr, result.returncode)
+
+
+def test_list_apps_shows_each_command():
+    result = run_cli(["--list-apps"])
+    assert result.returncode == 0, result.stderr
+    for name in [*PRESETS, "auto"]:
+        assert f"\n{name}\t" in "\n" + result.stdout
+    assert "streamlit run {presentation_path} --server.port {port}" in result.stdout
+
+
+def test_a_config_server_may_name_a_preset(tmp_path, installed):
+    config = tmp_path / "config.py"
+    app = str(EXAMPLES / "gradio_app.py")
+    config.write_text(
+        textwrap.dedent(f"""
+            c.ServerProxy.servers = {{
+                "report": {{"app": "gradio", "presentation_path": {app!r},
+                            "timeout": 7, "environment": {{"HF_HUB_DISABLE_TELEMETRY": "0"}}}},
+            }}
+        """)
+    )
+    s = settings_for("--config", str(config), "--env", "GRADIO_SERVER_NAME=0.0.0.0")
+    assert s.command[-1] == "{presentation_path}"
+    assert s.presentation_path == str(EXAMPLES / "gradio_app.py")
+    # The server's settings over the preset's, the command line's over both.
+    assert s.ready_timeout == 7
+    assert s.env["HF_HUB_DISABLE_TELEMETRY"] == "0"
+    assert s.env["GRADIO_SERVER_NAME"] == "0.0.0.0"
+    assert s.env["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_a_config_server_has_app_or_command_not_both(tmp_path):
+    config = tmp_path / "config.py"
+    config.write_text('c.ServerProxy.servers = {"x": {"app": "static", "command": ["a"]}}\n')
+    result = run_cli(["--authtype", "none", "--config", str(config)])
+    assert "not both" in cli_error(result.stderr, result.returncode)
+
+
+@pytest.fixture
+def static_site(tmp_path):
+    (tmp_path / "index.html").write_text("<h1>report</h1>")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "index.html").write_text("<h1>book</h1>")
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "app.js").write_text("1")
+    (tmp_path / "assets" / "m.wasm").write_bytes(b"\0asm")
+    return tmp_path
+
+
+def serve(directory, *args):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, presets.STATIC_SERVER, "--port", str(port), *args, str(directory)],
+        stderr=subprocess.DEVNULL,
+    )
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.headers.get_content_type(), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, "", b""
+        except OSError:
+            return None
+
+    wait_for(lambda: get("/"), 10, what="the static server")
+    return process, get
+
+
+def test_static_serves_index_files_with_their_types_and_no_listing(static_site):
+    process, get = serve(static_site)
+    try:
+        assert get("/") == (200, "text/html", b"<h1>report</h1>")
+        assert get("/book/")[2] == b"<h1>book</h1>"
+        assert get("/assets/app.js")[:2] == (200, "text/javascript")
+        assert get("/assets/m.wasm")[:2] == (200, "application/wasm")
+        assert get("/assets/")[0] == 404
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_static_lists_folders_when_asked(static_site):
+    process, get = serve(static_site, "--listing")
+    try:
+        status, _, body = get("/assets/")
+        assert status == 200 and b'href="app.js"' in body
+    finally:
+        process.terminate()
+        process.wait(10)
