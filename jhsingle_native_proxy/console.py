@@ -69,6 +69,13 @@ class ConsoleBase(AuthMixin, BaseHandler):
     def console_url(self, name: str = PAGE) -> str:
         return self.services.settings.prefix + RESERVED + name
 
+    async def prepare(self) -> None:
+        # Authorised before tornado reads a byte of the body (it waits for `prepare`), as the
+        # proxy does: a refused client's body is never read, and its answer closes the socket.
+        self.unread_body = True
+        if await self.owner_allowed():
+            self.unread_body = False
+
     async def owner_allowed(self) -> bool:
         """`authorize`, then the owner-and-admins rule; answers the client if not allowed."""
         if not await self.authorize():
@@ -92,8 +99,6 @@ class ConsoleHandler(ConsoleBase):
     """`{prefix}_jhsnp/`: the page."""
 
     async def get(self) -> None:
-        if not await self.owner_allowed():
-            return
         s = self.services.settings
         from .repo_url import redact
 
@@ -113,8 +118,6 @@ class ConsoleStatusHandler(ConsoleBase):
     """`{prefix}_jhsnp/console.json`: what the page polls."""
 
     async def get(self) -> None:
-        if not await self.owner_allowed():
-            return
         self.finish(console_view(self.services.supervisor.status()))
 
 
@@ -124,8 +127,6 @@ class RestartHandler(ConsoleBase):
     pull = False
 
     async def post(self) -> None:
-        if not await self.owner_allowed():
-            return
         if self.pull and not self.services.settings.repo:
             raise web.HTTPError(404)  # after authorisation: whether --repo is set is no one's else
         who = (self.viewer or {}).get("name") or self.request.remote_ip

@@ -171,12 +171,15 @@ PRESETS: dict[str, Preset] = {
             "--no-restore",
             "--quiet",
             "-e",
-            "shiny::runApp('{presentation_path}', port={port}, host='127.0.0.1', "
+            # The path goes in by the environment, never into R's code: a quote, backslash or
+            # newline in it must not end R's string (nor the R front end's word splitting).
+            "shiny::runApp(Sys.getenv('JHSNP_SHINY_APP'), port={port}, host='127.0.0.1', "
             "launch.browser=FALSE)",
         ),
         needs_program="R",
         install="apt-get install r-cran-shiny, or install.packages('shiny') in R",
         settings={"ready_timeout": 30.0},
+        env={"JHSNP_SHINY_APP": "{presentation_path}"},
         what="an R Shiny app (app.R, or its folder)",
     ),
     "static": Preset(
@@ -317,6 +320,8 @@ def apply_preset(
             options[key] = value
     options["env"] = {**preset.env, **(options.get("env") or {})}
     words = preset_command(name, str(options.get("conda_env") or ""))
-    stem = Path(path).stem
+    # Braces doubled: the stem is filled in before the placeholders, and a file's name is text,
+    # not a template (`{port}.py` must not become the port, `{x}.py` not an unknown placeholder).
+    stem = Path(path).stem.replace("{", "{{").replace("}", "}}")
     words = [w.replace("{presentation_stem}", stem) for w in words]
     return options, words + list(command)

@@ -36,6 +36,16 @@ class StaticHandler(SimpleHTTPRequestHandler):
         if any(part.startswith(".") for part in path.split("/") if part):
             self.send_error(HTTPStatus.NOT_FOUND, "Not found")
             return None
+        # Symbolic links are followed only within the folder, and never to a dot file: a link
+        # (from a checked-out repository, say) must not serve ~/.ssh or a file outside it.
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(self.translate_path(self.path))
+        inside = os.path.relpath(real, root)
+        if (real != root and not real.startswith(root.rstrip(os.sep) + os.sep)) or any(
+            part.startswith(".") for part in inside.split(os.sep) if part != "."
+        ):
+            self.send_error(HTTPStatus.NOT_FOUND, "Not found")
+            return None
         return super().send_head()
 
     def list_directory(self, path):
