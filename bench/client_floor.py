@@ -11,8 +11,8 @@ variants, each in a child process pinned to core 0:
 
   floor         no upstream at all: the handler answers a recorded copy of the app's response
                 (same status, headers and body) itself. This is the server side's own cost.
-  aiohttp       an aiohttp ClientSession on a keep-alive TCPConnector pool, configured like the
-                project's new_app_session; the body is read with resp.content.iter_any().
+  aiohttp       an aiohttp ClientSession on a keep-alive TCPConnector pool, the project's own
+                new_app_session(); the body is read with resp.content.iter_any().
   aiohttp-task  the same, wrapped as the project wraps it: a task, a semaphore turn, then
                 wait_for(shield(task)). The difference to "aiohttp" is the wrapping's cost.
   lean          a small keep-alive client: tornado.http1connection.HTTP1Connection over pooled
@@ -84,6 +84,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# The proxy's own list of headers never relayed either way.
+from jhsingle_native_proxy.proxy.headers import HOP_BY_HOP
+
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "tests" / "apps" / "echo_app.py"
 HOST = "127.0.0.1"
@@ -106,22 +109,6 @@ VARIANTS = {
     "simple": "tornado SimpleAsyncHTTPClient, streaming_callback (no keep-alive)",
 }
 PROFILED = ("aiohttp", "lean")
-
-# Hop-by-hop headers (RFC 9110 7.6.1 and the usual proxy ones): never relayed either way.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,16 +182,11 @@ def aiohttp_answerer(app_port: int, wrapped: bool):
     from tornado.iostream import StreamClosedError
     from yarl import URL
 
+    from jhsingle_native_proxy.proxy.http import new_app_session
+
     base = f"http://{HOST}:{app_port}"
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        max_line_size=65536,
-        max_field_size=65536,
-        max_headers=512,
-        read_bufsize=2**18,
-    )
+    # The proxy's own pooled session, exactly as it talks to the app.
+    session = new_app_session()
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
     turns = asyncio.Semaphore(TURNS)
 

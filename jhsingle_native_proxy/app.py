@@ -13,7 +13,7 @@ from tornado import web
 from tornado.routing import Rule
 
 from .activity import isoformat
-from .auth import AuthMixin, cookie_secret
+from .auth import AuthorizedFirst, cookie_secret
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
 from .proxy.app_request import CLIENT_GONE
@@ -64,12 +64,10 @@ class NotFoundHandler(EarlyAnswerHandler):
 
 
 @web.stream_request_body  # a body sent here is read and dropped, never kept
-class StatusHandler(AuthMixin, BaseHandler):
+class StatusHandler(AuthorizedFirst, BaseHandler):
     """`{prefix}/_jhsnp/status`: the app's state as JSON, polled by the loading page."""
 
     async def get(self) -> None:
-        if not await self.authorize():
-            return
         # Only reports: polling must not restart a failed app (real requests do that).
         status = self.services.supervisor.status()
         body: dict[str, object] = {

@@ -34,8 +34,6 @@ from .settings import HubSettings
 log = logging.getLogger("jhsingle_native_proxy")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# Seconds a look-up of the viewer with the hub may take (--aiohttp-request-timeout sets it).
-HUB_LOOKUP_TIMEOUT = 20.0
 
 
 def cookie_secret(api_token: str) -> bytes:
@@ -186,6 +184,14 @@ def is_hub_cookie(name: str) -> bool:
     return name.startswith("jupyterhub-")
 
 
+def app_may_set_cookie(set_cookie: str) -> bool:
+    """A `Set-Cookie` from the app goes to the browser unless it names a hub cookie."""
+    if is_hub_cookie(set_cookie.split("=", 1)[0]):
+        log.warning("Dropped a JupyterHub cookie that the app tried to set")
+        return False
+    return True
+
+
 class AuthMixin:
     """Authentication and authorisation for our handlers, run before anything reaches the app.
 
@@ -215,7 +221,7 @@ class AuthMixin:
         default) the lookup counts as the hub being unreachable.
         """
         settings = self.application.settings["services"].settings
-        timeout = settings.aiohttp_request_timeout or HUB_LOOKUP_TIMEOUT
+        timeout = settings.hub_call_timeout
         try:
             model = await asyncio.wait_for(self._look_up_viewer(), timeout)
         except asyncio.TimeoutError:
@@ -357,7 +363,7 @@ class AuthMixin:
                     headers={"WWW-Authenticate": 'token realm="JupyterHub"'},
                 )
             return False
-        if not self.policy.allows(model):
+        if self.allowed_user is None:  # identify() applied the access policy
             owner = services.settings.hub.user or "another user"
             log.warning(
                 "Refused %s %s: not allowed here", model.get("kind", "user"), model.get("name")
@@ -384,3 +390,18 @@ class AuthMixin:
         self.viewer = model
         self.keep_url_token(websocket=websocket)
         return True
+
+
+class AuthorizedFirst(AuthMixin):
+    """For our own endpoints: the viewer is authorised in `prepare`, before tornado reads a byte
+    of a streamed body (it waits for `prepare`), so a refused client's body is never read and
+    its answer closes the connection. The handler's methods run only for allowed viewers."""
+
+    async def allowed_in(self) -> bool:
+        """Whether the viewer may go on; answers the client if not. Endpoints may narrow it."""
+        return await self.authorize()
+
+    async def prepare(self) -> None:
+        self.unread_body = True
+        if await self.allowed_in():
+            self.unread_body = False

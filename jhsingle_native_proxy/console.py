@@ -1,11 +1,12 @@
 """The owner's console at `{prefix}_jhsnp/`: the app's state and latest output, and buttons to
 restart it (and, with --repo, to pull and restart).
 
-Who reaches it: whoever `AuthMixin.authorize` lets in *and* may see the app's output
-(`viewer_sees_output`: the owner and hub admins; with --authtype none, whoever reaches the proxy,
-as they reach the app itself). Others get 403, anonymous viewers the usual login redirect or 401.
-The buttons are POSTs, so `authorize` applies the forgery checks of every unsafe request. No
-body is ever kept: a streamed handler drops what a client sends.
+Who reaches it: whoever `AuthorizedFirst` (`authorize`, before any body is read) lets in
+*and* may see the app's output (`viewer_sees_output`: the owner and hub admins; with --authtype
+none, whoever reaches the proxy, as they reach the app itself). Others get 403, anonymous
+viewers the usual login redirect or 401. The buttons are POSTs, so `authorize` applies the
+forgery checks of every unsafe request. No body is ever kept: a streamed handler drops what a
+client sends.
 
 Nothing secret is shown: the repository's URL is redacted, the hub's tokens are never rendered;
 the app's output is, as the failure page shows it to the same people.
@@ -19,7 +20,7 @@ import time
 from tornado import web
 
 from . import pages
-from .auth import AuthMixin
+from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler
 from .supervisor import AppState, AppStatus
 
@@ -44,15 +45,12 @@ def describe_duration(seconds: float) -> str:
 def console_view(status: AppStatus, now: float | None = None) -> dict[str, object]:
     """What the console shows of one status snapshot (plain values; the page escapes them)."""
     now = time.time() if now is None else now
+    up = None if status.ready_since is None else max(0.0, now - status.ready_since)
     view: dict[str, object] = {
         "state": status.state.value,
         "phase": status.phase,
-        "uptime": "—"
-        if status.ready_since is None
-        else describe_duration(max(0.0, now - status.ready_since)),
-        "uptime_seconds": None
-        if status.ready_since is None
-        else round(max(0.0, now - status.ready_since), 1),
+        "uptime": "—" if up is None else describe_duration(up),
+        "uptime_seconds": None if up is None else round(up, 1),
         "restarts": status.restarts,
         "pid": status.pid if status.pid is not None else "—",
         "lines": status.lines,
@@ -65,18 +63,11 @@ def console_view(status: AppStatus, now: float | None = None) -> dict[str, objec
 
 
 @web.stream_request_body  # a body sent here is read and dropped, never kept
-class ConsoleBase(AuthMixin, BaseHandler):
+class ConsoleBase(AuthorizedFirst, BaseHandler):
     def console_url(self, name: str = PAGE) -> str:
         return self.services.settings.prefix + RESERVED + name
 
-    async def prepare(self) -> None:
-        # Authorised before tornado reads a byte of the body (it waits for `prepare`), as the
-        # proxy does: a refused client's body is never read, and its answer closes the socket.
-        self.unread_body = True
-        if await self.owner_allowed():
-            self.unread_body = False
-
-    async def owner_allowed(self) -> bool:
+    async def allowed_in(self) -> bool:
         """`authorize`, then the owner-and-admins rule; answers the client if not allowed."""
         if not await self.authorize():
             return False
@@ -133,7 +124,7 @@ class RestartHandler(ConsoleBase):
         log.info("%s asked by %s", "Pull and restart" if self.pull else "Restart", who)
         supervisor = self.services.supervisor
         supervisor.request_arrived(self.request.host)  # a command may need {origin_host}
-        await (supervisor.pull_and_restart() if self.pull else supervisor.restart())
+        await supervisor.restart(pull=self.pull)
         if "application/json" in self.request.headers.get("Accept", ""):
             self.finish({"state": supervisor.status().state.value})
         else:

@@ -302,14 +302,27 @@ def apply_preset(
     path = str(options.get("presentation_path") or "")
     if not path:
         raise PresetError(f"--app {name} needs the app's file: --presentation-path FILE")
-    path = os.path.abspath(os.path.expanduser(path))
+    # Where the app will look for it (Settings.presentation_abspath): a relative path is taken
+    # in the checkout, which does not exist yet, or in the app's working directory.
+    path = os.path.expanduser(path)
+    # A relative path inside a --repo checkout cannot be looked at before the checkout.
+    checkable = os.path.isabs(path) or not (options.get("repo") or environ.get("JHSNP_REPO"))
+    if not os.path.isabs(path) and checkable:
+        base = options.get("working_dir") or environ.get("JUPYTERHUB_ROOT_DIR") or os.getcwd()
+        path = os.path.join(os.path.expanduser(str(base)), path)
+    path = os.path.abspath(path)
     if name == "auto":
+        if not checkable:
+            raise PresetError(
+                "--app auto cannot look at a file that the --repo checkout has not made yet: "
+                "name the framework (--app TYPE, see --list-apps)"
+            )
         name = infer_app(path)
     if name not in PRESETS:
         raise PresetError(
             f"--app {name!r} is not known (known: {', '.join(PRESETS)}, auto; see --list-apps)"
         )
-    if not os.path.exists(path):
+    if checkable and not os.path.exists(path):
         raise PresetError(f"--app {name}: --presentation-path {path!r} does not exist")
     if not options.get("conda_env"):
         check_installed(name, environ)

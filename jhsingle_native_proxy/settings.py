@@ -9,6 +9,7 @@ otherwise") in one place.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -23,6 +24,8 @@ from .repo_url import default_folder, redact
 
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8888
+# Seconds a call to the hub's API may take unless --aiohttp-request-timeout says otherwise.
+HUB_CALL_TIMEOUT = 20.0
 
 
 class SettingsError(ValueError):
@@ -170,7 +173,7 @@ class Settings:
     unix_socket: str = ""
     raw_socket_proxy: bool = False
     aiohttp_no_ssl_connector: bool = False
-    aiohttp_request_timeout: float | None = None
+    aiohttp_request_timeout: float | None = None  # None or 0: HUB_CALL_TIMEOUT
     working_dir: str = ""
     shutdown_grace: float = 5.0
     hub_probe_timeout: float = 25.0
@@ -209,16 +212,27 @@ class Settings:
         container) every name is accepted until the admin lists the real ones with --allow-host:
         the proxy cannot know the names it is reached by.
         """
-        allowed = {n.lower().rstrip(".") for n in self.allow_hosts}
+        allowed, listen, on_loopback = self._host_rules
         if "*" in allowed:
             return True
         name = name.lower()
-        listen = self.ip.lower().strip("[]")
         if is_loopback_name(name) or name == listen or name in allowed:
             return True
-        if is_loopback_name(listen):
+        if on_loopback:
             return False
         return not allowed or is_ip_address(name)
+
+    @functools.cached_property
+    def _host_rules(self) -> tuple[frozenset[str], str, bool]:
+        """host_allowed's fixed part, worked out at its first request rather than at each."""
+        listen = self.ip.lower().strip("[]")
+        allowed = frozenset(n.lower().rstrip(".") for n in self.allow_hosts)
+        return allowed, listen, is_loopback_name(listen)
+
+    @property
+    def hub_call_timeout(self) -> float:
+        """Seconds any call to the hub's API may take (viewer look-ups, activity reports)."""
+        return self.aiohttp_request_timeout or HUB_CALL_TIMEOUT
 
     @property
     def placeholders(self) -> set[str]:

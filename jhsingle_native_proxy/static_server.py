@@ -36,17 +36,25 @@ class StaticHandler(SimpleHTTPRequestHandler):
         if any(part.startswith(".") for part in path.split("/") if part):
             self.send_error(HTTPStatus.NOT_FOUND, "Not found")
             return None
-        # Symbolic links are followed only within the folder, and never to a dot file: a link
-        # (from a checked-out repository, say) must not serve ~/.ssh or a file outside it.
-        root = os.path.realpath(self.directory)
-        real = os.path.realpath(self.translate_path(self.path))
-        inside = os.path.relpath(real, root)
-        if (real != root and not real.startswith(root.rstrip(os.sep) + os.sep)) or any(
-            part.startswith(".") for part in inside.split(os.sep) if part != "."
-        ):
+        target = self.translate_path(self.path)
+        # A folder is served by its index file, which may itself be a link: check that too.
+        candidates = [target]
+        if os.path.isdir(target):
+            candidates += [os.path.join(target, index) for index in ("index.html", "index.htm")]
+        if not all(self._stays_inside(path) for path in candidates if os.path.lexists(path)):
             self.send_error(HTTPStatus.NOT_FOUND, "Not found")
             return None
         return super().send_head()
+
+    def _stays_inside(self, path: str) -> bool:
+        """Symbolic links are followed only within the folder, and never to a dot file: a link
+        (from a checked-out repository, say) must not serve ~/.ssh or a file outside it."""
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(path)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            return False
+        inside = os.path.relpath(real, root)
+        return not any(part.startswith(".") for part in inside.split(os.sep) if part != ".")
 
     def list_directory(self, path):
         if not self.listing:

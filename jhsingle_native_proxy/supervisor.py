@@ -230,8 +230,16 @@ class AppSupervisor:
         if self.failure is not None and self.failure.retry_at is not None:
             retry_in = max(0.0, self.failure.retry_at - time.monotonic())
         pid = self._process.pid if self._process is not None else None
-        return AppStatus(self.state, self.phase, self.recent_lines(), self.failure, retry_in,
-                         self._ready_since, max(0, self._spawned - 1), pid)  # fmt: skip
+        return AppStatus(
+            state=self.state,
+            phase=self.phase,
+            lines=self.recent_lines(),
+            failure=self.failure,
+            retry_in=retry_in,
+            ready_since=self._ready_since,
+            restarts=max(0, self._spawned - 1),
+            pid=pid,
+        )
 
     def recent_lines(self, count: int = 30) -> list[str]:
         """What the progress page shows: preparation steps, then the app's latest output."""
@@ -282,10 +290,6 @@ class AppSupervisor:
             self._checkout.stop()
         if self._process is not None:
             await self._process.end_group(self.settings.shutdown_grace)
-
-    async def pull_and_restart(self) -> None:
-        """The checkout again (its usual rules: nothing of the user's is lost), then a restart."""
-        await self.restart(pull=True)
 
     async def stop(self) -> None:
         """End the app and everything it started; no restart after this."""

@@ -215,3 +215,27 @@ def test_static_lists_folders_when_asked(static_site):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_relative_file_is_looked_for_where_the_app_will_run(tmp_path):
+    """`--notebook-dir DIR --presentation-path app.py`: the preset checks and infers DIR/app.py,
+    the same file Settings hands the app, not one in the proxy's own folder."""
+    import os
+
+    (tmp_path / "app.py").write_text("import streamlit as st\n")
+    environ = {"JUPYTERHUB_SERVICE_PREFIX": "/user/test/", "PATH": os.environ["PATH"]}
+    argv = ["--authtype", "none", "--notebook-dir", str(tmp_path)]
+    settings = parse_args([*argv, "--app", "auto", "--presentation-path", "app.py"], environ)
+    assert list(settings.command[:2]) == ["streamlit", "run"]
+    assert settings.presentation_abspath == str(tmp_path / "app.py")
+
+
+def test_a_file_from_the_repo_is_not_looked_for_before_the_checkout(tmp_path):
+    import os
+
+    environ = {"JUPYTERHUB_SERVICE_PREFIX": "/user/test/", "PATH": os.environ["PATH"]}
+    argv = ["--authtype", "none", "--repo", "https://example.org/r.git"]
+    settings = parse_args([*argv, "--app", "static", "--presentation-path", "site"], environ)
+    assert settings.presentation_abspath.endswith("/r/site")
+    with pytest.raises(presets.PresetError, match="name the framework"):
+        parse_args([*argv, "--app", "auto", "--presentation-path", "app.py"], environ)

@@ -88,6 +88,25 @@ def test_static_follows_no_link_out_of_its_folder_or_to_a_dot_file(tmp_path):
         process.wait(10)
 
 
+def test_static_follows_no_link_out_of_its_folder_through_an_index_file(tmp_path):
+    """A folder is served by its index.html, which may be a link too: `/sub/` must not serve
+    what `sub/index.html -> ../../secret.txt` points at."""
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    (site / "inner").mkdir()
+    (tmp_path / "secret.txt").write_text("outside the folder")
+    (site / "page.html").write_text("<h1>page</h1>")
+    os.symlink(tmp_path / "secret.txt", site / "sub" / "index.html")
+    os.symlink(site / "page.html", site / "inner" / "index.html")
+    process, get = serve(site)
+    try:
+        assert get("/sub/")[0] == 404
+        assert get("/inner/")[::2] == (200, b"<h1>page</h1>")  # a link within the folder works
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 # -- the console read a request's body before it authorised the request -----------------------
 
 

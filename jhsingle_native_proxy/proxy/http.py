@@ -19,7 +19,7 @@ import aiohttp
 from tornado import iostream, web
 from yarl import URL
 
-from ..auth import AuthMixin, is_hub_cookie
+from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from . import headers as h
 from .app_request import AppRequestMixin
@@ -153,8 +153,7 @@ async def relay_response(
         lower = name.lower()
         if lower == "location":
             value = h.rewrite_location(value, base_url, app_port)
-        elif lower == "set-cookie" and is_hub_cookie(value.split("=", 1)[0]):
-            log.warning("Dropped a JupyterHub cookie that the app tried to set")
+        elif lower == "set-cookie" and not app_may_set_cookie(value):
             continue
         handler.add_header(name, value)
     no_body = (

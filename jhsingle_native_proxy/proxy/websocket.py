@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from tornado import httputil, iostream, websocket
 from tornado.routing import Matcher, PathMatches
 
-from ..auth import AuthMixin, is_hub_cookie
+from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from . import frames
 from .app_request import AppRequestMixin
@@ -195,10 +195,8 @@ class WebSocketProxyHandler(
         if chosen and chosen in self.offered_subprotocols():
             self.set_header("Sec-WebSocket-Protocol", chosen)
         for cookie in app_headers.get_list("Set-Cookie"):
-            if is_hub_cookie(cookie.split("=", 1)[0]):
-                log.warning("Dropped a JupyterHub cookie that the app tried to set")
-                continue
-            self.add_header("Set-Cookie", cookie)
+            if app_may_set_cookie(cookie):
+                self.add_header("Set-Cookie", cookie)
         self.finish()
         stream = self.detach()
         # Frames go out in pieces as they arrive: Nagle's algorithm would hold each piece's tail
