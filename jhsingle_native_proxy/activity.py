@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from .settings import Settings
+from .settings import HUB_CALL_TIMEOUT, Settings
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -86,7 +86,7 @@ class ActivityReporter:
     async def _run(self) -> None:
         s = self.settings
         interval = s.last_activity_interval
-        timeout = aiohttp.ClientTimeout(total=s.hub_call_timeout)
+        timeout = aiohttp.ClientTimeout(total=s.aiohttp_request_timeout or HUB_CALL_TIMEOUT)
         ssl = False if s.aiohttp_no_ssl_connector else (self.ssl_context or True)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await asyncio.sleep(min(FIRST_REPORT_AFTER, interval))

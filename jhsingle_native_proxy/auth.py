@@ -29,7 +29,7 @@ from tornado import web
 
 from . import pages
 from .proxy import headers as h
-from .settings import HubSettings
+from .settings import HUB_CALL_TIMEOUT, HubSettings
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -221,7 +221,7 @@ class AuthMixin:
         default) the lookup counts as the hub being unreachable.
         """
         settings = self.application.settings["services"].settings
-        timeout = settings.hub_call_timeout
+        timeout = settings.aiohttp_request_timeout or HUB_CALL_TIMEOUT
         try:
             model = await asyncio.wait_for(self._look_up_viewer(), timeout)
         except asyncio.TimeoutError:

@@ -230,11 +230,6 @@ class Settings:
         return allowed, listen, is_loopback_name(listen)
 
     @property
-    def hub_call_timeout(self) -> float:
-        """Seconds any call to the hub's API may take (viewer look-ups, activity reports)."""
-        return self.aiohttp_request_timeout or HUB_CALL_TIMEOUT
-
-    @property
     def placeholders(self) -> set[str]:
         return command_templates.placeholders(self.command)
 
