@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import stat
 import subprocess
 import sys
@@ -175,12 +176,29 @@ def test_progress_page_then_retry_after_a_fixed_failure_in_a_browser(start_proxy
         screenshot(page, "checkout-done-app")
 
 
+def see_our_packages(env: Path) -> None:
+    """Let the environment's `python` (a link to the tests' own) import what the tests have.
+
+    A link to a virtual environment's python outside that environment no longer finds the
+    environment's packages (Python looks for `pyvenv.cfg` beside the link). So the stand-in
+    environment becomes a virtual environment of its own whose site-packages point, by a `.pth`
+    file, at the tests' packages.
+    """
+    home = os.path.dirname(os.path.realpath(sys.executable))
+    (env / "pyvenv.cfg").write_text(f"home = {home}\ninclude-system-site-packages = false\n")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_dir = env / "lib" / version / "site-packages"
+    site_dir.mkdir(parents=True)
+    (site_dir / "tests-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+
+
 def conda_style_env(root: Path) -> Path:
     env = root / "envs" / "dash"
     (env / "conda-meta").mkdir(parents=True)
     (env / "conda-meta" / "history").write_text("")
     (env / "bin").mkdir()
     os.symlink(sys.executable, env / "bin" / "python")
+    see_our_packages(env)
     activate = env / "etc" / "conda" / "activate.d"
     activate.mkdir(parents=True)
     (activate / "vars.sh").write_text("export DASH_ENV_VAR=activated\n")
