@@ -13,8 +13,8 @@
 # serve its pages, scripts and websocket under that prefix. The prefix itself redirects to
 # .../bokeh_app (the app is named after its file). The page finds its websocket from the
 # browser's address. The browser's Origin is the hub's host name, unknown in advance, hence
-# --allow-websocket-origin='*' (--allow-websocket-origin={origin_host} pins it to the host
-# of the first request instead).
+# --allow-websocket-origin='*' (--allow-websocket-origin={origin_host} pins it to the
+# server's host instead: the hub's public URL, else --allow-host, else the owner's first visit).
 #
 # Under JupyterHub drop "--authtype none":
 #   c.Spawner.cmd = ["jhsingle-native-proxy", "--absolute-url", "--", "bokeh", "serve",

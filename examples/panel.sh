@@ -11,8 +11,9 @@
 # needs no prefix setting. Do NOT pass --prefix: Bokeh would then expect the prefix in every
 # path, and the proxy strips it (404). --index serves the app at the prefix itself rather than
 # at .../panel_app. The browser's Origin is the hub's host name, unknown in advance, hence
-# --allow-websocket-origin='*'; --allow-websocket-origin={origin_host} pins it to the host of
-# the first request instead (the app then starts at that request).
+# --allow-websocket-origin='*'; --allow-websocket-origin={origin_host} pins it to the server's
+# host instead: the hub's public URL, else --allow-host, else the owner's first visit (the app
+# then starts at that visit).
 #
 # Under JupyterHub drop "--authtype none":
 #   c.Spawner.cmd = ["jhsingle-native-proxy", "--", "panel", "serve", "/srv/app.py",

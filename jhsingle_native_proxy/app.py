@@ -78,7 +78,7 @@ class StatusHandler(AuthorizedFirst, BaseHandler):
             "last_activity": isoformat(self.services.activity.last),
         }
         if status.state is AppState.FAILED and status.failure is not None:
-            body["reason"] = status.failure.reason
+            body["reason"] = self.failure_reason(status.failure)
             if status.retry_in is not None:
                 body["retry_in"] = round(status.retry_in, 1)
         self.set_header("Cache-Control", "no-store")

@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tornado import web
@@ -30,6 +31,9 @@ from tornado import web
 from . import pages
 from .proxy import headers as h
 from .settings import HUB_CALL_TIMEOUT, HubSettings
+
+if TYPE_CHECKING:
+    from .supervisor import Failure
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -322,6 +326,11 @@ class AuthMixin:
         if model.get("admin"):
             return True
         return bool(services.settings.hub.user) and model.get("name") == services.settings.hub.user
+
+    def failure_reason(self, failure: Failure) -> str:
+        """Why the app failed, as this viewer may read it: the detail of a failed checkout or
+        start is the owner's and admins', as the output is."""
+        return failure.reason if self.viewer_sees_output else failure.public_reason
 
     async def authorize(self, *, websocket: bool = False) -> bool:
         """Identify and check the viewer; answer the client and return False if not allowed."""

@@ -241,7 +241,7 @@ def _options(f):
             metavar="NAME",
             help="With --authtype none on a loopback address, also answer requests that name "
             "NAME as their host (besides localhost and loopback addresses); '*' for any. "
-            "Repeatable.",
+            "Repeatable. The first NAME is also {origin_host} when the hub gives no public URL.",
         ),
         click.option(
             "--forward-user-info/--no-forward-user-info",

@@ -123,8 +123,8 @@ class RestartHandler(ConsoleBase):
         who = (self.viewer or {}).get("name") or self.request.remote_ip
         log.info("%s asked by %s", "Pull and restart" if self.pull else "Restart", who)
         supervisor = self.services.supervisor
-        supervisor.request_arrived(self.request.host)  # a command may need {origin_host}
-        await supervisor.restart(pull=self.pull)
+        # A command using {origin_host} takes it again, from the owner or admin who asked.
+        await supervisor.restart(pull=self.pull, origin_host=self.request.host)
         if "application/json" in self.request.headers.get("Accept", ""):
             self.finish({"state": supervisor.status().state.value})
         else:

@@ -17,6 +17,8 @@ from .base import BaseHandler
 from .login_state import StatelessHubOAuth
 from .settings import Settings
 
+LOGIN_FAILED = "Logging in through JupyterHub did not work; please try again."
+
 
 def make_hub_auth(settings: Settings) -> HubOAuth:
     """HubOAuth configured from Settings only (so from the environment read once, in one place)."""
@@ -87,8 +89,8 @@ class OAuthCallbackHandler(HubLoginMixin, AuthMixin, HubOAuthCallbackHandler, Ba
             await self.identify()
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        message = "Logging in through JupyterHub did not work; please try again."
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message and status_code < 500:
-            message = exc.log_message
-        self.send_error_page(status_code, message)
+        # One sentence of ours, whatever went wrong: JupyterHub's reasons quote the callback's
+        # own arguments (`?error_description=`), which anyone can write, and this page is on
+        # the hub's origin. The log has the detail (log_exception).
+        if not self.headers_sent:
+            self.send_error_page(status_code, LOGIN_FAILED)

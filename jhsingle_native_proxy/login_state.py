@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 
 from jupyterhub.services.auth import HubOAuth
@@ -40,6 +41,38 @@ def _b64encode(data: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# A path segment a browser reads as `.` or `..` (WHATWG URL: `%2e` in any case counts as a dot).
+_DOT = frozenset({".", "%2e"})
+_DOT_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+# What a browser drops from a URL before it parses it: tab, CR and LF anywhere.
+_DROPPED = re.compile(r"[\t\r\n]")
+
+
+def without_dot_segments(url: str) -> str:
+    """A path-and-query URL with its path's `.` and `..` segments resolved as a browser
+    resolves them (RFC 3986 section 5.2.4, percent-encoded dots and `\\` for `/` included), so
+    that what is checked is where the browser will go. The query and fragment are kept."""
+    url = _DROPPED.sub("", url)
+    end = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
+    path, rest = url[:end].replace("\\", "/"), url[end:]
+    if not path.startswith("/"):
+        return url
+    kept: list[str] = []
+    segments = path[1:].split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        name = segment.lower()
+        if name in _DOT_DOT:
+            if kept:
+                kept.pop()
+        elif name not in _DOT:
+            kept.append(segment)
+            continue
+        if last:
+            kept.append("")  # `/a/b/..` is the folder `/a/`
+    return "/" + "/".join(kept) + rest
 
 
 class StatelessHubOAuth(HubOAuth):
@@ -60,13 +93,14 @@ class StatelessHubOAuth(HubOAuth):
         return verifier, challenge, method
 
     def safe_next_url(self, next_url: str | None) -> str:
-        """`next_url` if it is a short path under our prefix that stays on our origin."""
+        """`next_url` if it is a short path under our prefix that stays on our origin, with its
+        dot segments resolved first (`/user/a/../../hub/token` is `/hub/token`, not ours)."""
         base = self.base_url
-        if (
-            not next_url
-            or len(next_url) > MAX_NEXT_URL
-            or leaves_origin(next_url)
-            or not (next_url == base.rstrip("/") or next_url.startswith(base))
+        if not next_url or len(next_url) > MAX_NEXT_URL or leaves_origin(next_url):
+            return base
+        next_url = without_dot_segments(next_url)
+        if leaves_origin(next_url) or not (
+            next_url == base.rstrip("/") or next_url.startswith(base)
         ):
             return base
         return next_url

@@ -41,9 +41,13 @@ class StartupError(Exception):
 
 
 def configure_logging(settings: Settings) -> None:
+    """One handler on stderr. Its formatter keeps each record on one line whatever a client
+    put in it (log_lines), and JupyterHub's login warnings leave OAuth states out."""
+    from .log_lines import OAuthStateScrubber, OneLineFormatter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter(
+        OneLineFormatter(
             "[%(levelname).1s %(asctime)s.%(msecs)03d %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S"
         )
     )
@@ -55,6 +59,7 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("tornado.application").addFilter(
         lambda record: not str(record.msg).startswith("Skipping XSRF check")
     )
+    logging.getLogger("tornado.application").addFilter(OAuthStateScrubber())
     # aiohttp and asyncio are chatty at DEBUG and say nothing an admin needs.
     for name in ("asyncio", "aiohttp"):
         logging.getLogger(name).setLevel(logging.INFO if settings.debug else logging.WARNING)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from . import command as command_templates
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
-from .proxy.headers import is_ip_address, is_loopback_name
+from .proxy.headers import is_ip_address, is_loopback_name, split_host
 from .repo_url import default_folder, redact
 
 DEFAULT_IP = "127.0.0.1"
@@ -48,6 +48,8 @@ class HubSettings:
     base_url: str = "/"
     host: str = ""
     oauth_callback_url: str = ""
+    # This server's public URL (JupyterHub 5+, with public_url or subdomains), else "".
+    public_url: str = ""
     # None: the hub did not say (JupyterHub < 2); an empty set would admit nobody by scope.
     access_scopes: frozenset[str] | None = None
     activity_url: str = ""
@@ -109,6 +111,7 @@ def hub_settings(environ: Mapping[str, str]) -> HubSettings:
         base_url=environ.get("JUPYTERHUB_BASE_URL", "/") or "/",
         host=environ.get("JUPYTERHUB_HOST", ""),
         oauth_callback_url=environ.get("JUPYTERHUB_OAUTH_CALLBACK_URL", ""),
+        public_url=environ.get("JUPYTERHUB_PUBLIC_URL", ""),
         access_scopes=access_scopes,
         activity_url=environ.get("JUPYTERHUB_ACTIVITY_URL", ""),
         server_name=environ.get("JUPYTERHUB_SERVER_NAME", ""),
@@ -233,10 +236,30 @@ class Settings:
     def placeholders(self) -> set[str]:
         return command_templates.placeholders(self.command)
 
+    @functools.cached_property
+    def trusted_origin_host(self) -> str:
+        """`{origin_host}` from a source no viewer controls, or "" if there is none.
+
+        The hub's public URL of this server (JUPYTERHUB_PUBLIC_URL, JupyterHub 5+), else the host
+        of the OAuth callback URL or of JUPYTERHUB_HOST when they are absolute (subdomains), else
+        the first --allow-host name. `host` or `host:port`, as a browser's Host header has it.
+        """
+        hub = self.hub
+        for url in (hub.public_url, hub.oauth_callback_url, hub.host):
+            host = _host_of_url(url)
+            if host:
+                return host
+        for name in self.allow_hosts:
+            parts = split_host(name)
+            if name != "*" and parts is not None and parts[1] is None:
+                return parts[0]
+        return ""
+
     @property
     def starts_at_first_request(self) -> bool:
-        """A command using {origin_host} can only be built once a request has told us the host."""
-        return "origin_host" in self.placeholders
+        """A command using {origin_host} waits for the owner's first request to tell the host,
+        unless a trusted source (trusted_origin_host) already has."""
+        return "origin_host" in self.placeholders and not self.trusted_origin_host
 
     @property
     def app_dir(self) -> str:
@@ -249,6 +272,23 @@ class Settings:
         if not self.presentation_path:
             return ""
         return os.path.normpath(os.path.join(self.app_dir, self.presentation_path))
+
+
+def _host_of_url(url: str) -> str:
+    """`host[:port]` of an absolute http(s) URL as a browser's Host header has it, or "" (a
+    path, another scheme, a bad host)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    if split_host(netloc) is None:
+        return ""
+    # A browser leaves the scheme's own port out of Host; so do we.
+    default = ":443" if parts.scheme == "https" else ":80"
+    return netloc.removesuffix(default)
 
 
 # Fields that build_settings works out itself, from the environment or from other options. Every

@@ -58,7 +58,7 @@ STABLE_AFTER = 2.0
 
 
 class AppState(enum.Enum):
-    WAITING = "waiting"  # not started yet: the command needs the first request ({origin_host})
+    WAITING = "waiting"  # not started: the command needs {origin_host} from the owner's visit
     STARTING = "starting"
     READY = "ready"
     FAILED = "failed"
@@ -105,6 +105,14 @@ class Failure:
         if self.kind in (FailureKind.EXITED, FailureKind.NOT_READY):
             return self.detail
         return f"{self.kind.value}: {self.detail}"
+
+    @property
+    def public_reason(self) -> str:
+        """`reason` for viewers who may not see the app's output: a failed checkout's or
+        start's detail (server paths, git's text, the repository's URL) is left out."""
+        if self.kind in (FailureKind.EXITED, FailureKind.NOT_READY):
+            return self.detail
+        return f"{self.kind.value}; its owner can see why"
 
     @property
     def sentence(self) -> str:
@@ -188,14 +196,17 @@ class AppSupervisor:
         # Where the app is: its unix socket path ("" for TCP on 127.0.0.1), its port.
         self.unix_socket = unix_socket
         self.port: int | None = None
-        self.origin_host: str | None = None
+        # `{origin_host}`: from the hub's public URL or --allow-host if they give it, else from
+        # the owner's (or an admin's) request (see request_arrived), taken again at a restart.
+        self.origin_host: str | None = settings.trusted_origin_host or None
         # Headers every request to the app carries (--request-header, request_headers_override).
         self.request_headers: list[tuple[str, str]] = []
         self.state = AppState.WAITING
         self.failure: Failure | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
         # What happens now, for the progress page: a phase and its latest lines.
-        self.phase = "Waiting for the first visit" if settings.starts_at_first_request else ""
+        waits = settings.starts_at_first_request
+        self.phase = "Waiting for its owner's first visit" if waits else ""
         self.progress = ProgressLog()
         # The app's environment, once prepared (checkout done, conda environment activated).
         self.app_environ: dict[str, str] | None = None
@@ -250,11 +261,19 @@ class AppSupervisor:
         if not self.settings.starts_at_first_request:
             self._ensure_task()
 
-    def request_arrived(self, host: str) -> None:
-        """A request wants the app: start it if it waits for one, retry it if it failed."""
-        if self.origin_host is None:
+    def request_arrived(self, host: str | None = None) -> None:
+        """A request wants the app: start it if it waits for one, retry it if it failed.
+
+        `host` is the request's Host when its viewer may give `{origin_host}` (the owner or an
+        admin; anyone with --authtype none), else None. A shared viewer's Host is theirs to
+        choose: it never becomes part of the app's command, and a command that needs it goes on
+        waiting for the owner.
+        """
+        if self.origin_host is None and host:
             self.origin_host = host
         if self._task is None:
+            if self.settings.starts_at_first_request and self.origin_host is None:
+                return
             self._ensure_task()
         elif self.state is AppState.FAILED and self.failure and not self.failure.exited:
             # Starting again from now on: this request already sees the progress page.
@@ -274,11 +293,18 @@ class AppSupervisor:
                 await asyncio.wait_for(changed.wait(), remaining)
         return self.state is AppState.READY
 
-    async def restart(self, *, pull: bool = False) -> None:
+    async def restart(self, *, pull: bool = False, origin_host: str | None = None) -> None:
         """End the running instance (its whole group) and start it again at once, whatever its
-        state; with `pull`, run the checkout again first (its usual rules: nothing is lost)."""
+        state; with `pull`, run the checkout again first (its usual rules: nothing is lost).
+
+        `origin_host`: the Host of the owner's (or an admin's) request that asked; unless a
+        trusted source gives `{origin_host}`, the new instance takes it from there, so a host
+        taken from an earlier request is not kept for good.
+        """
         if self._stopping:
             return
+        if origin_host and not self.settings.trusted_origin_host:
+            self.origin_host = origin_host
         if pull:
             self.app_environ = None
         if self._task is None:
@@ -368,8 +394,9 @@ class AppSupervisor:
 
             if self.failure is None:  # once: a retry after a failed checkout has a failure set
                 warn_if_credentials_visible(s)
-            self.phase = f"Getting {redact(s.repo)}"
-            self.progress.add(self.phase)
+            # Every viewer sees the phase; the repository's URL is in the lines, the owner's.
+            self.phase = "Getting the app's repository"
+            self.progress.add(f"Getting {redact(s.repo)}")
             # A checkout can take minutes: the server does not wait for it to begin its start.
             self.launched.set()
             self._checkout = Checkout(s, self.progress)

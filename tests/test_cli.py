@@ -189,7 +189,6 @@ def test_service_url_gives_the_listen_address(start_proxy):
 
 def test_origin_host_waits_for_the_first_request(start_proxy):
     proxy = start_proxy(
-        ["--allow-host", "dash.example.org"],
         app=[sys.executable, ECHO_APP, "{port}", "--say", "host={origin_host}"],
         wait="listening",
     )
@@ -197,10 +196,21 @@ def test_origin_host_waits_for_the_first_request(start_proxy):
     # before "Listening on"), so once the proxy serves, the app would have been started.
     proxy.wait_log("Listening on ")
     assert "Starting the app" not in proxy.log()
-    response = proxy.get("echo", headers={"Host": "dash.example.org"})
+    response = proxy.get("echo", headers={"Host": "localhost:8123"})
     assert response.status == 200
     assert "Starting the app" in proxy.log()
+    assert "host=localhost:8123" in proxy.log()
+
+
+def test_origin_host_from_allow_host_starts_the_app_at_launch(start_proxy):
+    """--allow-host names the host: no request has to (nor may) choose it."""
+    proxy = start_proxy(
+        ["--allow-host", "dash.example.org"],
+        app=[sys.executable, ECHO_APP, "{port}", "--say", "host={origin_host}"],
+    )
     assert "host=dash.example.org" in proxy.log()
+    assert proxy.get("echo", headers={"Host": "localhost:8123"}).status == 200
+    assert "host=localhost" not in proxy.log()
 
 
 @pytest.mark.parametrize(

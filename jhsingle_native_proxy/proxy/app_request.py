@@ -72,13 +72,14 @@ class AppRequestMixin:
         services = self.services
         supervisor = services.supervisor
         settings = services.settings
-        supervisor.request_arrived(self.request.host)
+        # Only the owner or an admin may give `{origin_host}`: a shared viewer's Host is theirs.
+        supervisor.request_arrived(self.request.host if self.viewer_sees_output else None)
         if supervisor.state is AppState.READY:
             self._app_port = supervisor.port
             return True
         if browser is None:
             browser = self.request.method == "GET" and self.wants_html()
-        if supervisor.state is not AppState.FAILED:
+        if supervisor.state not in (AppState.FAILED, AppState.WAITING):
             # A short wait spares a browser the loading page when the app is nearly there.
             wait = min(1.0, settings.ready_timeout) if browser else settings.ready_timeout
             if await supervisor.wait_ready(wait):
@@ -91,18 +92,21 @@ class AppRequestMixin:
                 output = failure.output if self.viewer_sees_output else None
                 self.send_page(
                     503,
-                    pages.app_failed_page(failure.reason, output, retry_in),
+                    pages.app_failed_page(self.failure_reason(failure), output, retry_in),
                     retry_after=retry_in or 1,
                 )
             else:
-                self.send_error_page(503, f"the app {failure.reason}", retry_after=retry_in or 1)
+                reason = self.failure_reason(failure)
+                self.send_error_page(503, f"the app {reason}", retry_after=retry_in or 1)
             return False
         if browser:
             status_url = f"{settings.base_url}/{RESERVED}status"
-            previous = status.failure.reason if status.failure else ""
+            previous = self.failure_reason(status.failure) if status.failure else ""
             lines = status.lines if self.viewer_sees_output else []
             page = pages.loading_page(status_url, status.phase, lines, previous)
             self.send_page(503, page, retry_after=1)
+        elif status.state is AppState.WAITING:
+            self.send_error_page(503, "the app starts at its owner's first visit", retry_after=5)
         else:
             self.send_error_page(
                 503,

@@ -144,17 +144,25 @@ def scrub_uri(uri: str) -> str:
     return f"{path}?{''.join(pieces)}{hash_sep}{fragment}"
 
 
+# A host name's label (RFC 1123): letters, digits and hyphens, at most 63, never a hyphen first
+# or last, so that no Host can read as an option (`--help`) where `{origin_host}` lands in a
+# command. `_` is tolerated as a letter: Docker Compose's container names hold it, browsers send
+# it, and it means nothing to a shell or an option parser.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOST = re.compile(
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?)\]|(?P<name>[A-Za-z0-9._-]+))"
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+(?:%25[A-Za-z0-9._~-]+)?)\]"
+    rf"|(?P<name>{_LABEL}(?:\.{_LABEL})*\.?))"
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
+MAX_HOST_NAME = 253
 
 
 def split_host(host: str) -> tuple[str, int | None] | None:
     """`host[:port]` or `[ipv6][:port]` from a Host header, or None if it is anything else.
 
-    Only letters, digits, `.`, `-` and `_` make a name; an IPv6 literal must parse. A Host header
-    is client input, and it can end up in the app's command line through `{origin_host}`.
+    A name is RFC 1123's (labels of letters, digits and inner hyphens; `_` tolerated, see
+    `_LABEL`), at most 253 characters; an IPv6 literal must parse. A Host header is client input,
+    and it can end up in the app's command line through `{origin_host}`.
     """
     match = _HOST.fullmatch(host or "")
     if match is None:
@@ -170,7 +178,7 @@ def split_host(host: str) -> tuple[str, int | None] | None:
             return None
         return ipv6.lower(), int(port) if port else None
     name = match.group("name").lower().rstrip(".")
-    if not name or ".." in name:
+    if len(name) > MAX_HOST_NAME:
         return None
     return name, int(port) if port else None
 
