@@ -13,7 +13,7 @@ from tornado import web
 from tornado.routing import Rule
 
 from .activity import isoformat
-from .auth import AuthorizedFirst, cookie_secret
+from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
 from .proxy.app_request import CLIENT_GONE
@@ -133,9 +133,7 @@ def make_app(services: Services) -> web.Application:
         # Never serve tracebacks, --debug or not; the log has them.
         serve_traceback=False,
         xsrf_cookies=False,
-        cookie_secret=cookie_secret(services.settings.hub.api_token)
-        if services.hub_auth is not None
-        else None,
+        cookie_secret=services.secret,
         websocket_ping_interval=services.settings.websocket_ping_interval or None,
         websocket_ping_timeout=services.settings.websocket_ping_interval or None,
     )

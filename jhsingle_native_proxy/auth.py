@@ -17,10 +17,9 @@ token header is never attached by a browser on its own.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -40,18 +39,24 @@ log = logging.getLogger("jhsingle_native_proxy")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def cookie_secret(api_token: str) -> bytes:
-    """A cookie-signing secret that survives a restart of the proxy and only this server knows.
+def process_secret() -> bytes:
+    """A new random secret for this process: it signs our cookies (the login's token cookie and
+    its OAuth state cookie), derives the logins' PKCE verifiers and the console's form tokens.
 
-    It is derived from the server's own hub API token, which JupyterHub gives this server alone.
+    Why random and in memory only. Whoever holds it can sign cookies that we trust. It used to be
+    derived from JUPYTERHUB_API_TOKEN, which the app (and everything it starts) inherits, so the
+    app could sign our cookies. A file would not do better: the app runs as the same user, and
+    can read any file we can. Our memory is the one place it has no share of.
+
+    What it costs. A restart of the proxy forgets the secret, and with it every login cookie.
+    A viewer still logged in to the hub gets back without typing anything: the next page they
+    open goes through the hub's OAuth redirect, which the hub answers at once. An open page's own
+    requests (a `fetch()`, a websocket) get 401 until it is reloaded. This is what
+    jupyterhub-singleuser does, and the hub gives a server a new API token at each spawn anyway,
+    so the old derivation kept logins only across restarts the hub did not make. A restart of the
+    *app* (the console's Restart, a crash) does not touch the proxy: logins stay.
     """
-    return (
-        hmac.new(
-            api_token.encode("utf-8"), b"jhsingle-native-proxy cookie secret v1", hashlib.sha256
-        )
-        .hexdigest()
-        .encode("ascii")
-    )
+    return secrets.token_hex(32).encode("ascii")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,8 @@ from tornado import httputil, web
 
 from . import pages
 from .activity import ActivityTracker
+from .auth import process_secret
+from .proxy.framing import policy as framing_policy
 from .proxy.headers import scrub_uri
 from .settings import Settings
 from .supervisor import AppSupervisor
@@ -68,6 +70,9 @@ class Services:
     started_at: float = 0.0
     # Turns for requests to the app (see proxy.http._in_turn); made by the server.
     app_turns: asyncio.Semaphore | None = None
+    # Signs our cookies and the console's form tokens; made for this process alone (see
+    # auth.process_secret for why it is never derived from anything the app has).
+    secret: bytes = field(default_factory=process_secret, repr=False)
 
 
 class BaseHandler(web.RequestHandler):
@@ -96,6 +101,9 @@ class BaseHandler(web.RequestHandler):
 
     def wants_html(self) -> bool:
         return "text/html" in self.request.headers.get("Accept", "")
+
+    # Who may frame our pages (CSP sources); None: whom --frame-ancestors names, as for the app.
+    frame_ancestors: str | None = None
 
     # Whether the status line and headers went out: from then on they cannot change. tornado
     # writes them in the first `flush` (which `finish` calls) and keeps the fact to itself.
@@ -135,6 +143,8 @@ class BaseHandler(web.RequestHandler):
             self.set_header(name, value)
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
+        sources = self.frame_ancestors or self.services.settings.frame_ancestors
+        self.set_header("Content-Security-Policy", framing_policy(sources))
         if retry_after is not None:
             self.set_header("Retry-After", str(max(1, round(retry_after))))
         self.finish(body)

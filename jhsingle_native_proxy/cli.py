@@ -244,6 +244,22 @@ def _options(f):
             "Repeatable. The first NAME is also {origin_host} when the hub gives no public URL.",
         ),
         click.option(
+            "--frame-ancestors",
+            default="'self'",
+            show_default=True,
+            metavar="SOURCES",
+            help="Sites that may show the app and our pages in a frame: CSP sources, such as "
+            "'self' https://lms.example.org (quoted as one word). Apps that send their own "
+            "frame-ancestors or X-Frame-Options keep them.",
+        ),
+        click.option(
+            "--hide-hub-token",
+            is_flag=True,
+            default=False,
+            help="Keep JUPYTERHUB_API_TOKEN (and JPY_API_TOKEN) out of the app's environment; "
+            "without it the app may call the hub's API as its owner, as notebook kernels may.",
+        ),
+        click.option(
             "--forward-user-info/--no-forward-user-info",
             is_flag=True,
             default=False,

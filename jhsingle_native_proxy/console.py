@@ -5,8 +5,19 @@ Who reaches it: whoever `AuthorizedFirst` (`authorize`, before any body is read)
 *and* may see the app's output (`viewer_sees_output`: the owner and hub admins; with --authtype
 none, whoever reaches the proxy, as they reach the app itself). Others get 403, anonymous
 viewers the usual login redirect or 401. The buttons are POSTs, so `authorize` applies the
-forgery checks of every unsafe request. No body is ever kept: a streamed handler drops what a
-client sends.
+forgery checks of every unsafe request, and must carry the console's form token besides.
+
+The form token. On a hub without subdomains, the owner's named servers (`/user/NAME/other/`)
+share an origin and a path prefix with the default server (`/user/NAME/`): a page there passes
+the Referer check of `/user/NAME/_jhsnp/restart`. So each POST must also carry a token that only
+a console page this proxy served holds: an HMAC of the prefix and the viewer's name with the
+process's secret (base.Services.secret), in a hidden form field. Nothing is stored per viewer,
+and a restart of the proxy makes old pages' tokens void (reload the console). A request
+authenticated by a hub token (an `Authorization` header: no browser attaches one on its own)
+needs none. What stays out of reach: a script on the same origin can read the console page as
+the viewer's browser can (SECURITY.md, "One origin for all users").
+
+No body is ever kept, but for the first FORM_LIMIT bytes of an allowed viewer's POST (the form).
 
 Nothing secret is shown: the repository's URL is redacted, the hub's tokens are never rendered;
 the app's output is, as the failure page shows it to the same people.
@@ -14,8 +25,11 @@ the app's output is, as the failure page shows it to the same people.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
+from urllib.parse import parse_qs
 
 from tornado import web
 
@@ -28,6 +42,15 @@ log = logging.getLogger("jhsingle_native_proxy")
 
 # The console's paths, under `{prefix}_jhsnp/`.
 PAGE, STATUS, RESTART, PULL = "", "console.json", "restart", "pull"
+# The field of the buttons' forms that holds the form token, and how much of a POST is kept.
+TOKEN_FIELD = "_xsrf"
+FORM_LIMIT = 1024
+
+
+def form_token(secret: bytes, prefix: str, viewer: str) -> str:
+    """The token the console's forms carry for `viewer` (their hub name; "" without a hub)."""
+    message = f"jhsnp console form\0{prefix}\0{viewer}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 def describe_duration(seconds: float) -> str:
@@ -62,10 +85,16 @@ def console_view(status: AppStatus, now: float | None = None) -> dict[str, objec
     return view
 
 
-@web.stream_request_body  # a body sent here is read and dropped, never kept
+@web.stream_request_body  # a body sent here is read and dropped (but for a form's first KiB)
 class ConsoleBase(AuthorizedFirst, BaseHandler):
+    frame_ancestors = "'none'"  # its buttons act: never in another page's frame
+
     def console_url(self, name: str = PAGE) -> str:
         return self.services.settings.prefix + RESERVED + name
+
+    def form_token(self) -> str:
+        viewer = str((self.viewer or {}).get("name") or "")
+        return form_token(self.services.secret, self.services.settings.prefix, viewer)
 
     async def allowed_in(self) -> bool:
         """`authorize`, then the owner-and-admins rule; answers the client if not allowed."""
@@ -101,6 +130,7 @@ class ConsoleHandler(ConsoleBase):
             app_url=s.prefix,
             repo=redact(s.repo) if s.repo else "",
             branch=s.repobranch,
+            form_token=self.form_token(),
         )
         self.send_page(200, page)
 
@@ -116,10 +146,28 @@ class RestartHandler(ConsoleBase):
     """`{prefix}_jhsnp/restart` (POST): end the app and start it again at once."""
 
     pull = False
+    _form = b""
+
+    def data_received(self, chunk: bytes) -> None:
+        """The form's first FORM_LIMIT bytes are kept (it holds one token); the rest is dropped."""
+        if len(self._form) < FORM_LIMIT:
+            self._form += chunk[: FORM_LIMIT - len(self._form)]
+
+    def carries_form_token(self) -> bool:
+        if self.token_authenticated:
+            return True  # a hub token in a header: no other site's page can send one
+        given = parse_qs(self._form.decode("latin-1")).get(TOKEN_FIELD, [""])[0]
+        return hmac.compare_digest(given.encode("utf-8"), self.form_token().encode("ascii"))
 
     async def post(self) -> None:
         if self.pull and not self.services.settings.repo:
             raise web.HTTPError(404)  # after authorisation: whether --repo is set is no one's else
+        if not self.carries_form_token():
+            self.refuse_forgery(
+                "it did not come from the console's page (reload the console)",
+                str((self.viewer or {}).get("name") or ""),
+            )
+            return
         who = (self.viewer or {}).get("name") or self.request.remote_ip
         log.info("%s asked by %s", "Pull and restart" if self.pull else "Restart", who)
         supervisor = self.services.supervisor

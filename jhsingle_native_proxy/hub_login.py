@@ -12,7 +12,7 @@ import contextlib
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from .auth import AuthMixin, cookie_secret
+from .auth import AuthMixin
 from .base import BaseHandler
 from .login_state import StatelessHubOAuth
 from .settings import Settings
@@ -20,8 +20,9 @@ from .settings import Settings
 LOGIN_FAILED = "Logging in through JupyterHub did not work; please try again."
 
 
-def make_hub_auth(settings: Settings) -> HubOAuth:
-    """HubOAuth configured from Settings only (so from the environment read once, in one place)."""
+def make_hub_auth(settings: Settings, secret: bytes) -> HubOAuth:
+    """HubOAuth configured from Settings only (so from the environment read once, in one place);
+    `secret` (auth.process_secret) derives the PKCE verifiers."""
     hub = settings.hub
     kwargs: dict[str, object] = dict(
         api_token=hub.api_token,
@@ -41,7 +42,7 @@ def make_hub_auth(settings: Settings) -> HubOAuth:
     if "cookie_host_prefix_enabled" in StatelessHubOAuth.class_trait_names():
         kwargs["cookie_host_prefix_enabled"] = hub.cookie_host_prefix_enabled
     auth = StatelessHubOAuth(**kwargs)
-    auth.verifier_secret = cookie_secret(hub.api_token)
+    auth.verifier_secret = secret
     return auth
 
 

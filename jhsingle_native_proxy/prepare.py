@@ -25,6 +25,9 @@ PROGRESS_LINES_KEPT = 50
 # Variables that may hold the repository's credentials: for the checkout's stdin only, never in
 # the environment of the checkout child or of the app.
 REPO_SECRET_VARIABLES = frozenset({"JHSNP_REPO", "JHSNP_REPO_TOKEN"})
+# This server's token for the hub's API (under its name and its older one): never in the
+# checkout child's environment; in the app's unless --hide-hub-token.
+HUB_TOKEN_VARIABLES = frozenset({"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})
 
 
 class NotPrepared(Exception):
@@ -55,9 +58,23 @@ class ProgressLog:
         self.lines.append(line)
 
 
-def app_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The app's environment: everything but the repository's credentials."""
-    return {k: v for k, v in environ.items() if k not in REPO_SECRET_VARIABLES}
+def app_environment(environ: Mapping[str, str], *, hide_hub_token: bool = False) -> dict[str, str]:
+    """The app's environment: everything but the repository's credentials; without the hub's
+    token too with --hide-hub-token.
+
+    By default the app keeps the hub's token, as a notebook's kernels do: an app may call the
+    hub's API as its owner (list the owner's servers, read their groups). An owner who does not
+    want their app to act with the hub hides it.
+    """
+    hidden = REPO_SECRET_VARIABLES | (HUB_TOKEN_VARIABLES if hide_hub_token else frozenset())
+    return {k: v for k, v in environ.items() if k not in hidden}
+
+
+def checkout_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The checkout child's environment: neither the repository's credentials (they come on
+    stdin) nor the hub's token, which git, and whatever a repository makes it run, never need."""
+    hidden = REPO_SECRET_VARIABLES | HUB_TOKEN_VARIABLES
+    return {k: v for k, v in environ.items() if k not in hidden}
 
 
 def warn_if_credentials_visible(settings: Settings) -> None:
@@ -113,7 +130,7 @@ class Checkout:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             start_new_session=True,
-            env=app_environment(s.environ),
+            env=checkout_environment(s.environ),
         )
         self._process = process
         try:

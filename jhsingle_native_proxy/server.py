@@ -253,7 +253,7 @@ def _proxy_server(
     if settings.authtype == "oauth":
         from .hub_login import make_hub_auth
 
-        services.hub_auth = make_hub_auth(settings)
+        services.hub_auth = make_hub_auth(settings, services.secret)
         services.policy = AccessPolicy.from_hub(settings.hub)
     reporter = ActivityReporter(settings, tracker, client_ssl)
     server = HTTPServer(

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from . import command as command_templates
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
+from .proxy.framing import DEFAULT_SOURCES, sources_problem
 from .proxy.headers import is_ip_address, is_loopback_name, split_host
 from .repo_url import default_folder, redact
 
@@ -180,6 +181,10 @@ class Settings:
     working_dir: str = ""
     shutdown_grace: float = 5.0
     hub_probe_timeout: float = 25.0
+    # --hide-hub-token: the app's environment has no JUPYTERHUB_API_TOKEN (nor JPY_API_TOKEN).
+    hide_hub_token: bool = False
+    # --frame-ancestors: the CSP sources that may frame the app's pages and ours (proxy.framing).
+    frame_ancestors: str = DEFAULT_SOURCES
     # jupyter-server-proxy's server-process options. From the command line, dicts; from a
     # config file or plugin (server_*), dicts or callables. Command-line keys win.
     command_factory: Callable | None = None
@@ -463,6 +468,12 @@ def build_settings(
         checkout_depth = int(depth_text)
     except ValueError:
         raise SettingsError(f"NBGITPULLER_DEPTH={depth_text!r} is not a whole number") from None
+
+    frame_ancestors = options.get("frame_ancestors")
+    if frame_ancestors is not None:
+        if problem := sources_problem(str(frame_ancestors)):
+            raise SettingsError(f"--frame-ancestors {frame_ancestors!r}: {problem}")
+        options = {**options, "frame_ancestors": " ".join(str(frame_ancestors).split())}
 
     ready_check_path = str(options.get("ready_check_path") or "/")
     if not ready_check_path.startswith("/"):

@@ -408,7 +408,7 @@ class AppSupervisor:
             finally:
                 self._checkout = None
         # The repository's credentials are for the checkout only, not for the app.
-        self.app_environ = app_environment(self.base_environ)
+        self.app_environ = app_environment(self.base_environ, hide_hub_token=s.hide_hub_token)
         return None
 
     async def _run_once(self) -> tuple[Failure, float]:

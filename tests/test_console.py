@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import requests
 from test_prepare import git, make_upstream
@@ -10,6 +12,7 @@ from browser import chromium_page, screenshot
 from conftest import pid_alive, wait_for
 from jhsingle_native_proxy import pages
 from jhsingle_native_proxy.console import console_view
+from jhsingle_native_proxy.console import form_token as make_form_token
 from jhsingle_native_proxy.supervisor import AppState, AppStatus
 
 HTML = {"Accept": "text/html"}
@@ -19,6 +22,23 @@ WAIT_MS = 20_000
 
 def console(proxy) -> dict:
     return proxy.get("_jhsnp/console.json", timeout=5).json()
+
+
+def form_token(page: str | bytes) -> str:
+    """The token the console page's forms carry."""
+    text = page.decode() if isinstance(page, bytes) else page
+    found = re.findall(r'<input type="hidden" name="_xsrf" value="([0-9a-f]{64})">', text)
+    assert found and len(set(found)) == 1, "the console's forms carry no token"
+    return found[0]
+
+
+def form(proxy) -> dict:
+    """What the console's forms send: their token, as a form body."""
+    token = form_token(proxy.get("_jhsnp/", headers=HTML).body)
+    return {
+        "body": f"_xsrf={token}",
+        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+    }
 
 
 def test_the_console_shows_the_apps_output_live_in_a_browser(start_proxy):
@@ -74,10 +94,48 @@ def test_a_cross_site_restart_is_refused_and_restarts_nothing(start_proxy):
 def test_a_restart_asked_by_fetch_is_answered_in_json(start_proxy):
     proxy = start_proxy()
     origin = f"http://127.0.0.1:{proxy.port}"
+    sent = form(proxy)
     headers = {"Accept": "application/json", "Origin": origin, "Sec-Fetch-Site": "same-origin"}
-    answer = proxy.request("POST", "_jhsnp/restart", headers=headers)
+    headers.update(sent["headers"])
+    answer = proxy.request("POST", "_jhsnp/restart", body=sent["body"], headers=headers)
     assert answer.status == 200 and answer.json()["state"] in ("starting", "ready")
     wait_for(lambda: console(proxy)["restarts"] == 1 and console(proxy)["state"] == "ready")
+
+
+def test_a_console_post_without_its_token_is_refused(start_proxy):
+    """Same origin, a Referer under the prefix: all the checks of a shared origin pass, yet
+    without the token that only the console's page holds nothing is restarted (issue 18)."""
+    proxy = start_proxy()
+    before = console(proxy)
+    origin = f"http://127.0.0.1:{proxy.port}"
+    same_origin = {
+        "Origin": origin,
+        "Sec-Fetch-Site": "same-origin",
+        "Referer": proxy.url("_jhsnp/"),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    for body in ("", "_xsrf=", "_xsrf=" + "0" * 64, "other=1"):
+        refused = proxy.request("POST", "_jhsnp/restart", body=body, headers=same_origin)
+        assert refused.status == 403, (body, refused.status)
+        assert b"console's page" in refused.body
+    after = console(proxy)
+    assert (after["pid"], after["restarts"]) == (before["pid"], 0)
+    assert "asked by" not in proxy.log()
+    # The token of the page the console served is what makes the difference.
+    sent = form(proxy)
+    answer = proxy.request(
+        "POST", "_jhsnp/restart", body=sent["body"], headers={**same_origin, **sent["headers"]}
+    )
+    assert answer.status == 303
+
+
+def test_the_form_token_is_the_viewers_on_this_server_only():
+    secret = b"s" * 64
+    token = make_form_token(secret, "/user/alice/", "alice")
+    assert token == make_form_token(secret, "/user/alice/", "alice")
+    assert token != make_form_token(secret, "/user/alice/other/", "alice")
+    assert token != make_form_token(secret, "/user/alice/", "bob")
+    assert token != make_form_token(b"t" * 64, "/user/alice/", "alice")
 
 
 def test_pull_and_restart_updates_the_checkout_and_keeps_the_users_work(start_proxy, tmp_path):
@@ -91,7 +149,7 @@ def test_pull_and_restart_updates_the_checkout_and_keeps_the_users_work(start_pr
     (upstream / "new.txt").write_text("from upstream\n")
     git(upstream, "add", "-A")
     git(upstream, "commit", "-q", "-m", "more")
-    answer = proxy.request("POST", "_jhsnp/pull")
+    answer = proxy.request("POST", "_jhsnp/pull", **form(proxy))
     assert answer.status == 303 and answer.header("Location") == "/user/alice/_jhsnp/"
     wait_for(lambda: console(proxy)["restarts"] == 1 and console(proxy)["state"] == "ready")
     assert (work / "new.txt").read_text() == "from upstream\n"
@@ -170,6 +228,20 @@ def test_the_console_is_the_owners_and_admins_only(hub):
     assert (after["pid"], after["restarts"]) == (before["pid"], before["restarts"])
 
 
+def test_a_page_of_the_owners_named_server_cannot_restart_the_default_servers_app(hub):
+    """`/user/alice/other/x` shares the origin, and its Referer starts with `/user/alice/`: it
+    passed every forgery check of the default server's console (issue 18)."""
+    url = f"{hub.url}/user/alice/_jhsnp/"
+    session = hub.login("alice")
+    before = hub.get_as(session, url + "console.json").json()
+    other_page = {"Referer": f"{hub.url}/user/alice/other/x", "Origin": hub.url}
+    for data in ({}, {"_xsrf": "0" * 64}):
+        refused = session.post(url + "restart", data=data, headers=other_page)
+        assert refused.status_code == 403, (data, refused.status_code, refused.url)
+    after = hub.get_as(session, url + "console.json").json()
+    assert (after["pid"], after["restarts"]) == (before["pid"], before["restarts"])
+
+
 def test_the_console_is_nothing_to_anonymous_viewers(hub):
     url = f"{hub.url}/user/alice/_jhsnp/"
     page = requests.get(url, allow_redirects=False, timeout=30)
@@ -183,7 +255,10 @@ def test_the_owner_restarts_through_the_hub(hub):
     url = f"{hub.url}/user/alice/_jhsnp/"
     session = hub.login("alice")
     before = hub.get_as(session, url + "console.json").json()
-    answer = session.post(url + "restart", headers={"Referer": url, "Origin": hub.url})
+    token = form_token(hub.get_as(session, url).text)
+    answer = session.post(
+        url + "restart", data={"_xsrf": token}, headers={"Referer": url, "Origin": hub.url}
+    )
     assert answer.status_code == 200 and answer.url == url  # 303, then the console
     wait_for(
         lambda: (lambda s: s["state"] == "ready" and s["pid"] != before["pid"])(

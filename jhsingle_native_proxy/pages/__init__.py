@@ -90,9 +90,11 @@ def console_page(
     app_url: str,
     repo: str = "",
     branch: str = "",
+    form_token: str = "",
 ) -> str:
     """The owner's console. `view` is what `console.console_view` reports (its JSON, too);
-    `repo` must already be redacted. Without `pull_url` there is no "Pull and restart"."""
+    `repo` must already be redacted. Without `pull_url` there is no "Pull and restart".
+    `form_token` goes with the buttons' POSTs (console.form_token)."""
     return _render(
         "console.html",
         state=view["state"],
@@ -107,4 +109,5 @@ def console_page(
         app_url=app_url,
         repo=repo,
         branch=branch,
+        form_token=form_token,
     )

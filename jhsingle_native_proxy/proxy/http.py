@@ -21,6 +21,7 @@ from yarl import URL
 
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
+from . import framing
 from . import headers as h
 from .app_request import AppRequestMixin
 
@@ -156,6 +157,9 @@ async def relay_response(
         elif lower == "set-cookie" and not app_may_set_cookie(value):
             continue
         handler.add_header(name, value)
+    sources = handler.services.settings.frame_ancestors
+    if (framing_policy := framing.policy_to_add(response.headers, sources)) is not None:
+        handler.add_header("Content-Security-Policy", framing_policy)
     no_body = (
         handler.request.method == "HEAD"
         or response.status in (204, 304)
