@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -326,3 +327,20 @@ def pytest_terminal_summary(terminalreporter):
     for line in loadgen.figures_table():
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"(also in {path})")
+
+
+def form_token(page: str | bytes) -> str:
+    """The token the console page's forms carry."""
+    text = page.decode() if isinstance(page, bytes) else page
+    found = re.findall(r'<input type="hidden" name="_xsrf" value="([0-9a-f]{64})">', text)
+    assert found and len(set(found)) == 1, "the console's forms carry no token"
+    return found[0]
+
+
+def console_form(proxy) -> dict:
+    """What the console's forms send: their token, as a form body."""
+    token = form_token(proxy.get("_jhsnp/", headers={"Accept": "text/html"}).body)
+    return {
+        "body": f"_xsrf={token}",
+        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+    }

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import requests
 from test_prepare import git, make_upstream
 
 from browser import chromium_page, screenshot
-from conftest import pid_alive, wait_for
+from conftest import console_form, form_token, pid_alive, wait_for
 from jhsingle_native_proxy import pages
 from jhsingle_native_proxy.console import console_view
 from jhsingle_native_proxy.console import form_token as make_form_token
@@ -22,23 +20,6 @@ WAIT_MS = 20_000
 
 def console(proxy) -> dict:
     return proxy.get("_jhsnp/console.json", timeout=5).json()
-
-
-def form_token(page: str | bytes) -> str:
-    """The token the console page's forms carry."""
-    text = page.decode() if isinstance(page, bytes) else page
-    found = re.findall(r'<input type="hidden" name="_xsrf" value="([0-9a-f]{64})">', text)
-    assert found and len(set(found)) == 1, "the console's forms carry no token"
-    return found[0]
-
-
-def form(proxy) -> dict:
-    """What the console's forms send: their token, as a form body."""
-    token = form_token(proxy.get("_jhsnp/", headers=HTML).body)
-    return {
-        "body": f"_xsrf={token}",
-        "headers": {"Content-Type": "application/x-www-form-urlencoded"},
-    }
 
 
 def test_the_console_shows_the_apps_output_live_in_a_browser(start_proxy):
@@ -94,7 +75,7 @@ def test_a_cross_site_restart_is_refused_and_restarts_nothing(start_proxy):
 def test_a_restart_asked_by_fetch_is_answered_in_json(start_proxy):
     proxy = start_proxy()
     origin = f"http://127.0.0.1:{proxy.port}"
-    sent = form(proxy)
+    sent = console_form(proxy)
     headers = {"Accept": "application/json", "Origin": origin, "Sec-Fetch-Site": "same-origin"}
     headers.update(sent["headers"])
     answer = proxy.request("POST", "_jhsnp/restart", body=sent["body"], headers=headers)
@@ -122,7 +103,7 @@ def test_a_console_post_without_its_token_is_refused(start_proxy):
     assert (after["pid"], after["restarts"]) == (before["pid"], 0)
     assert "asked by" not in proxy.log()
     # The token of the page the console served is what makes the difference.
-    sent = form(proxy)
+    sent = console_form(proxy)
     answer = proxy.request(
         "POST", "_jhsnp/restart", body=sent["body"], headers={**same_origin, **sent["headers"]}
     )
@@ -149,7 +130,7 @@ def test_pull_and_restart_updates_the_checkout_and_keeps_the_users_work(start_pr
     (upstream / "new.txt").write_text("from upstream\n")
     git(upstream, "add", "-A")
     git(upstream, "commit", "-q", "-m", "more")
-    answer = proxy.request("POST", "_jhsnp/pull", **form(proxy))
+    answer = proxy.request("POST", "_jhsnp/pull", **console_form(proxy))
     assert answer.status == 303 and answer.header("Location") == "/user/alice/_jhsnp/"
     wait_for(lambda: console(proxy)["restarts"] == 1 and console(proxy)["state"] == "ready")
     assert (work / "new.txt").read_text() == "from upstream\n"

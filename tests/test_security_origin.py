@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from test_security import hub_env
 
-from conftest import ECHO_APP, request, wait_for
+from conftest import ECHO_APP, console_form, request, wait_for
 from jhsingle_native_proxy.log_lines import escape_controls
 from jhsingle_native_proxy.login_state import without_dot_segments
 from jhsingle_native_proxy.proxy import headers as h
@@ -110,7 +110,7 @@ def test_the_hubs_public_url_gives_origin_host_and_no_request_changes_it(start_p
     # Known at launch: the app did not wait for a visit.
     assert "host=dash.example.org:8443" in proxy.log()
     assert proxy.get("echo", headers={"Host": "localhost:1234"}).status == 200
-    restart = proxy.request("POST", "_jhsnp/restart", headers={"Host": "localhost:4321"})
+    restart = console_post(proxy, "restart", host="localhost:4321")
     assert restart.status == 303
     proxy.wait_log("host=dash.example.org:8443", count=2)
     assert "host=localhost" not in proxy.log()
@@ -121,11 +121,19 @@ def test_a_restart_takes_origin_host_again_from_whoever_asked(start_proxy):
     proxy = start_proxy(app=SAYS_HOST, wait="listening")
     assert proxy.get("echo", headers={"Host": "localhost:1111"}).status == 200
     assert "host=localhost:1111" in proxy.log()
-    restart = proxy.request("POST", "_jhsnp/restart", headers={"Host": "localhost:2222"})
+    restart = console_post(proxy, "restart", host="localhost:2222")
     assert restart.status == 303
     proxy.wait_log("host=localhost:2222")
-    pull = proxy.request("POST", "_jhsnp/pull", headers={"Host": "localhost:3333"})
+    pull = console_post(proxy, "pull", host="localhost:3333")
     assert pull.status == 404  # no --repo; Pull and restart goes through the same restart
+
+
+def console_post(proxy, action: str, host: str):
+    """The console's form sent for `action`, with the token its page holds, naming `host`."""
+    sent = console_form(proxy)
+    return proxy.request(
+        "POST", f"_jhsnp/{action}", body=sent["body"], headers={**sent["headers"], "Host": host}
+    )
 
 
 # -- item 4: log lines ---------------------------------------------------------------------
