@@ -395,8 +395,7 @@ class AuthMixin:
                 self.request.headers,
                 services.settings.prefix,
                 websocket=websocket,
-                # With subdomains (JUPYTERHUB_HOST set) each server has an origin of its own.
-                shared_origin=not services.settings.hub.host,
+                shared_origin=not services.settings.hub.own_origin,
             )
             if reason:
                 self.refuse_forgery(reason, str(model.get("name")))

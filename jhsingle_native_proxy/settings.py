@@ -69,6 +69,15 @@ class HubSettings:
         return self.base_url.rstrip("/") + "/hub/"
 
     @property
+    def own_origin(self) -> bool:
+        """Whether this server has an origin of its own (JupyterHub's subdomains).
+
+        The hub writes an absolute OAuth callback URL only then. `JUPYTERHUB_HOST` is no sign of
+        it: JupyterHub 5+ sets it from `public_url` too, with every server on the hub's origin.
+        """
+        return "://" in self.oauth_callback_url
+
+    @property
     def internal_ssl(self) -> bool:
         return bool(self.ssl_keyfile and self.ssl_certfile)
 

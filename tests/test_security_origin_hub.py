@@ -93,3 +93,26 @@ def test_a_failed_checkouts_reason_is_for_the_owner_and_admins(hub):
         if not sees:
             assert status["reason"] == "could not be prepared; its owner can see why"
             assert "SECRET-REPO-PATH" not in str(status)
+
+
+def test_a_public_url_without_subdomains_still_means_one_shared_origin(tmp_path):
+    """JupyterHub 5+ sets JUPYTERHUB_HOST from `public_url` although every server still shares
+    the hub's origin: a same-origin POST that names no page of ours (another user's page, with
+    `Referrer-Policy: no-referrer`) must still be refused. It passed when JUPYTERHUB_HOST was
+    read as "subdomains"."""
+    more = 'c.JupyterHub.public_url = f"http://127.0.0.1:{c.JupyterHub.port}/"\n'
+    hub = start_hub(tmp_path / "hub", more=more)
+    try:
+        hub.ensure_users("alice")
+        hub.start_server("alice")
+        session = hub.login("alice")
+        url = f"{hub.url}/user/alice/echo"
+        assert hub.get_as(session, url).status_code == 200
+        forged = session.post(url, data="x", headers={"Origin": hub.url}, allow_redirects=False)
+        assert forged.status_code == 403, forged.status_code
+        ours = session.post(
+            url, data="x", headers={"Origin": hub.url, "Referer": f"{hub.url}/user/alice/page"}
+        )
+        assert ours.status_code == 200, ours.status_code
+    finally:
+        stop_hub(hub)
