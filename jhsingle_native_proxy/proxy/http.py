@@ -153,8 +153,10 @@ async def relay_response(
         lower = name.lower()
         if lower == "location":
             value = h.rewrite_location(value, base_url, app_port)
-        elif lower == "set-cookie" and not app_may_set_cookie(value):
-            continue
+        elif lower == "set-cookie":
+            if not app_may_set_cookie(value, handler.services.settings.hub.client_id):
+                continue
+            value = h.cookie_path_under_prefix(value, base_url)
         handler.add_header(name, value)
     no_body = (
         handler.request.method == "HEAD"
