@@ -185,17 +185,44 @@ def user_info(model: Mapping) -> str:
     )
 
 
-def is_hub_cookie(name: str) -> bool:
-    """The hub's session and token cookies: credentials that the app must never see."""
-    name = name.strip()
-    if name.startswith("__Host-"):
-        name = name[len("__Host-") :]
-    return name.startswith("jupyterhub-")
+# Cookie name prefixes that browsers give a meaning to (JupyterHub's cookie_host_prefix_enabled
+# uses the first); the name behind them is what counts.
+_COOKIE_NAME_PREFIXES = ("__host-", "__secure-")
 
 
-def app_may_set_cookie(set_cookie: str) -> bool:
-    """A `Set-Cookie` from the app goes to the browser unless it names a hub cookie."""
-    if is_hub_cookie(set_cookie.split("=", 1)[0]):
+def is_hub_cookie(name: str, client_id: str = "") -> bool:
+    """The hub's cookies and this server's login cookies: credentials the app must never see
+    (in the client's Cookie header) or set (in its own Set-Cookie).
+
+    JupyterHub's own are `jupyterhub-*` (`jupyterhub-session-id`, `jupyterhub-hub-login`).
+    HubOAuth names this server's after its OAuth client id (`JUPYTERHUB_CLIENT_ID`): the token
+    cookie `{client_id}` and the pending logins' `{client_id}-oauth-state[-...]`. A user's
+    server has `jupyterhub-user-NAME` for a client id, but a hub service has its own
+    (`service-NAME`), so the `jupyterhub-` prefix alone misses them. Names compare without case
+    and behind `__Host-`/`__Secure-`: a browser keeps such variants apart, but an app, or
+    another reader of the cookie, may not.
+    """
+    key = name.strip().lower()
+    while key.startswith(_COOKIE_NAME_PREFIXES):
+        key = key.split("-", 1)[1]
+    if key.startswith("jupyterhub-"):
+        return True
+    client = client_id.strip().lower()
+    return bool(client) and (key == client or key.startswith(client + "-oauth-state"))
+
+
+def app_may_set_cookie(set_cookie: str, client_id: str = "") -> bool:
+    """A `Set-Cookie` from the app goes to the browser unless it names a hub cookie.
+
+    A cookie without a name (`=NAME=value`, or no `=` at all) is sent back by browsers as its
+    value alone, which reads as `NAME=value`: its value's name is checked too.
+    """
+    pair = set_cookie.split(";", 1)[0]
+    name, eq, value = pair.partition("=")
+    names = [name]
+    if not eq or not name.strip():
+        names.append((value if eq else name).split("=", 1)[0])
+    if any(is_hub_cookie(n, client_id) for n in names):
         log.warning("Dropped a JupyterHub cookie that the app tried to set")
         return False
     return True
@@ -258,21 +285,33 @@ class AuthMixin:
                 return model
         return await hub_auth.get_user(self, sync=False)
 
-    def keep_url_token(self, *, websocket: bool) -> None:
+    def keep_url_token(self, *, websocket: bool) -> bool:
         """A viewer who came with `?token=` gets our login cookie for it, as jupyterhub-singleuser
         does (`HubAuth` only reads a URL token when the hub allows it): their next requests,
         without the token, are then identified too.
 
         Only for a navigation by the URL's own token: a websocket cannot set a cookie, and a
-        page's fetch or image is no visit by the person.
+        page's fetch or image is no visit by the person. A browser's page load (a GET or HEAD
+        asking for HTML) is then sent on to the same address without the token, and True
+        returned: a page that kept it in its address would hand it to the app in the Referer
+        of every request it makes. Scripts (no HTML asked for) get their answer as before.
         """
         url_token = self.get_argument("token", "")
         if not url_token or url_token != self._viewer_token or websocket:
-            return
+            return False
         if self.request.headers.get("Sec-Fetch-Mode", "navigate") != "navigate":
-            return
+            return False
         log.info("Storing token from url in cookie for %s", self.request.remote_ip)
         self.hub_auth.set_cookie(self, url_token)
+        if self.request.method not in ("GET", "HEAD") or not self.wants_html():
+            return False
+        query = h.without_token_args(self.request.query)
+        location = self.request.path + ("?" + query if query else "")
+        settings = self.application.settings["services"].settings
+        # The path is under the prefix; at the root prefix `//host` must stay a path.
+        self.set_header("Cache-Control", "no-store")
+        self.redirect(h.rewrite_location(location, settings.base_url, None))
+        return True
 
     def host_acceptable(self) -> bool:
         """Refuse a target or Host we cannot pass on as sent (400) and, with --authtype none, a
@@ -401,8 +440,8 @@ class AuthMixin:
                 self.refuse_forgery(reason, str(model.get("name")))
                 return False
         self.viewer = model
-        self.keep_url_token(websocket=websocket)
-        return True
+        # Stored, and a page load sent on without the token: answered already.
+        return not self.keep_url_token(websocket=websocket)
 
 
 class AuthorizedFirst(AuthMixin):

@@ -147,7 +147,7 @@ def _options(f):
             "--absolute-url/--no-absolute-url",
             default=False,
             help="The app sees the full path, prefix included (apps told their base URL), and "
-            "its redirects are left alone.",
+            "its redirects and cookie paths are left alone.",
         ),
         click.option(
             "--mappath",

@@ -57,6 +57,8 @@ def pre_spawn_hook(spawner):
     # Per-server extras, by server name, e.g. a slow-starting app for the readiness tests.
     spawner.cmd = CMD + EXTRA.get(spawner.name, {{}}).get("proxy", []) + APP \\
         + EXTRA.get(spawner.name, {{}}).get("app", [])
+    extra_env = EXTRA.get(spawner.name, {{}}).get("env", {{}})
+    spawner.environment = {{**spawner.environment, **extra_env}}
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 c.JupyterHub.load_groups = {{"friends": {{"users": ["carol"]}}}}

@@ -55,18 +55,26 @@ class Handler(AuthMixin, BaseHandler):
     hub_auth: FakeHubAuth
 
 
-def _handler(hub_auth: FakeHubAuth, uri: str, headers: dict[str, str] | None = None) -> Handler:
+def _handler(
+    hub_auth: FakeHubAuth,
+    uri: str,
+    headers: dict[str, str] | None = None,
+    *,
+    method: str = "GET",
+    base_url: str = "/user/alice",
+) -> Handler:
     services = SimpleNamespace(
-        settings=SimpleNamespace(aiohttp_request_timeout=5),
+        settings=SimpleNamespace(aiohttp_request_timeout=5, base_url=base_url),
         policy=AccessPolicy(scopes=None, user="alice"),
     )
     app = web.Application(services=services)
     request = httputil.HTTPServerRequest(
-        start_line=httputil.RequestStartLine("GET", uri, "HTTP/1.1"),
+        start_line=httputil.RequestStartLine(method, uri, "HTTP/1.1"),
         headers=httputil.HTTPHeaders({"Host": "127.0.0.1", **(headers or {})}),
         connection=mock.Mock(),
     )
     handler = Handler(app, request)
+    handler._transforms = []  # what tornado's dispatcher gives a handler before it can answer
     handler.hub_auth = hub_auth
     return handler
 
@@ -119,3 +127,43 @@ def test_a_url_token_that_did_not_identify_the_viewer_is_never_kept():
     asyncio.run(handler.identify())
     handler.keep_url_token(websocket=False)
     assert hub.cookies_set == []
+
+
+PAGE_LOAD = {"Accept": "text/html,*/*;q=0.8", "Sec-Fetch-Mode": "navigate"}
+
+
+def _answer_headers(handler: Handler) -> httputil.HTTPHeaders:
+    """The headers the handler wrote to its (stand-in) connection."""
+    return handler.request.connection.write_headers.call_args[0][1]
+
+
+def test_a_page_load_with_a_url_token_is_sent_on_to_the_address_without_it():
+    """Issue 18, finding 5: a page that kept `?token=` in its address would hand it to the app
+    in the Referer of everything it loads."""
+    hub = FakeHubAuth({"t1": ALICE})
+    handler = _handler(hub, "/user/alice/echo?token=t1&x=1&access_token=t1", PAGE_LOAD)
+    asyncio.run(handler.identify())
+    assert handler.keep_url_token(websocket=False) is True
+    assert hub.cookies_set == ["t1"]
+    assert handler.get_status() == 302
+    answer = _answer_headers(handler)
+    assert answer["Location"] == "/user/alice/echo?x=1"
+    assert answer["Cache-Control"] == "no-store"
+
+
+def test_a_script_or_a_post_with_a_url_token_gets_its_answer_as_before():
+    for method, headers in (("GET", {"Accept": "*/*"}), ("POST", PAGE_LOAD)):
+        hub = FakeHubAuth({"t1": ALICE})
+        handler = _handler(hub, "/user/alice/api?token=t1", headers, method=method)
+        asyncio.run(handler.identify())
+        assert handler.keep_url_token(websocket=False) is False
+        assert hub.cookies_set == ["t1"]
+        assert not handler.request.connection.write_headers.called
+
+
+def test_at_the_root_prefix_the_address_without_the_token_stays_on_our_origin():
+    hub = FakeHubAuth({"t1": ALICE})
+    handler = _handler(hub, "//evil.example/x?token=t1", PAGE_LOAD, base_url="")
+    asyncio.run(handler.identify())
+    assert handler.keep_url_token(websocket=False) is True
+    assert _answer_headers(handler)["Location"] == "/evil.example/x"

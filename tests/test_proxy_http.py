@@ -131,7 +131,8 @@ def test_response_hop_by_hop_dropped_and_jupyterhub_version_added(proxy):
 
 def test_repeated_set_cookie_headers_all_arrive(proxy):
     response = proxy.get("cookies")
-    assert response.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    # Path=/ is the app's root, which is the prefix (see test_security_wire.py).
+    assert response.header_all("Set-Cookie") == ["a=1; Path=/user/alice/", "b=2; Path=/user/alice/"]
 
 
 def test_content_encoding_passes_through_untouched(proxy):

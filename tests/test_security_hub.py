@@ -15,13 +15,18 @@ SECRET = "SECRET-abc123-in-the-apps-output"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     # "crashy" prints a secret, then fails to listen and exits: its output is on every page.
-    extra = {"crashy": {"app": ["--say", SECRET, "--unix", "/nonexistent/dir/app.sock"]}}
+    extra = {
+        "crashy": {"app": ["--say", SECRET, "--unix", "/nonexistent/dir/app.sock"]},
+        # A server whose hub lets a token in the URL log a viewer in (issue 18, finding 5).
+        "tokenurl": {"env": {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}},
+    }
     hub = start_hub(tmp_path_factory.mktemp("hub"), extra=extra)
     try:
         hub.ensure_users("alice", "carol", "admin")
         hub.api("POST", "/groups/friends/users", json={"users": ["carol"]})
         hub.start_server("alice")
         hub.start_server("alice", "crashy")
+        hub.start_server("alice", "tokenurl")
         yield hub
     finally:
         stop_hub(hub)
@@ -131,3 +136,30 @@ def test_a_hub_token_in_the_url_never_reaches_the_app(hub):
     session = hub.login("alice")
     uri = session.get(f"{hub.url}/user/alice/echo?token=abc123&x=1").json()["uri"]
     assert "abc123" not in uri and uri.startswith("/echo?x=1")
+
+
+def test_a_token_in_the_url_is_taken_out_of_the_address_and_the_referer(hub):
+    """Issue 18, finding 5: with JUPYTERHUB_ALLOW_TOKEN_IN_URL, `?token=` logs the viewer in;
+    the page must not keep it in its address, where every request it makes would hand it to
+    the app in Referer."""
+    token = hub.user_token("alice")
+    server = f"{hub.url}/user/alice/tokenurl/"
+    session = requests.Session()
+    session.headers.update(BROWSER)
+    page_load = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "none"}
+    first = session.get(
+        f"{server}echo?token={token}&x=1", headers=page_load, allow_redirects=False, timeout=30
+    )
+    assert first.status_code == 302, first.text[:300]
+    assert first.headers["Location"] == "/user/alice/tokenurl/echo?x=1"
+    assert session.cookies.get("jupyterhub-user-alice-tokenurl")
+    # The cookie logs the viewer in at the address without the token; a page that still has
+    # the token in its address (opened before) sends it in Referer, which the app gets without.
+    referer = f"{server}page?token={token}&y=2"
+    seen = session.get(
+        hub.url + first.headers["Location"], headers={"Referer": referer}, timeout=30
+    ).json()
+    assert seen["uri"].startswith("/echo?x=1")
+    assert [v for k, v in seen["headers"] if k.lower() == "referer"] == [f"{server}page?y=2"]
+    assert not any(token in value for _, value in seen["headers"])
+    assert token not in hub.log()

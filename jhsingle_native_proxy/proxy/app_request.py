@@ -32,7 +32,10 @@ class AppRequestMixin:
             and (request.path or "") == self.services.settings.prefix
             and not self.wants_html()
             and "Authorization" not in request.headers
-            and not any(is_hub_cookie(name) for name in request.cookies)
+            and not any(
+                is_hub_cookie(name, self.services.settings.hub.client_id)
+                for name in request.cookies
+            )
         )
 
     async def answer_hub_probe(self) -> bool:
@@ -168,8 +171,11 @@ class AppRequestMixin:
         )
         # The viewer's hub credentials are for us, never for the app; with --authtype none the
         # hub's own cookies (path /) still arrive, and they are no more the app's business.
+        client_id = settings.hub.client_id
         headers = h.without_credentials(
-            headers, is_hub_cookie, drop_authorization=self.token_authenticated
+            headers,
+            lambda name: is_hub_cookie(name, client_id),
+            drop_authorization=self.token_authenticated,
         )
         if settings.forward_user_info and self.viewer is not None:
             headers.append((h.USER_HEADER, user_info(self.viewer)))
@@ -178,6 +184,18 @@ class AppRequestMixin:
             replaced = {h.canonical_name(n) for n, _ in overrides}
             headers = [(n, v) for n, v in headers if h.canonical_name(n) not in replaced]
             headers.extend(overrides)
+        return self._checked(headers)
+
+    def _checked(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Refuse (400) a header that cannot be written as it is, before the app is contacted;
+        behind the hub, take the viewer's token out of a Referer from our own origin."""
+        strip_referer = self.services.hub_auth is not None
+        for i, (name, value) in enumerate(headers):
+            problem = h.header_problem(name, value)
+            if problem:
+                raise web.HTTPError(400, problem)
+            if strip_referer and name.lower() == "referer":
+                headers[i] = (name, h.referer_without_tokens(value, self.request.host or ""))
         return headers
 
     def note_client_gone(self) -> None:

@@ -85,6 +85,21 @@ def parse_app_answer(head: bytes) -> tuple[int, httputil.HTTPHeaders]:
     return int(status), httputil.HTTPHeaders.parse(rest)
 
 
+def upgrade_problem(headers: Sequence[tuple[str, str]], protocols: Sequence[str]) -> str | None:
+    """Why these headers or offered subprotocols cannot be written into the upgrade request, or
+    None. Written as text, a bare CR in a value would end the line for an app that reads CR as
+    a line end, and what follows it would be a header of the client's making (identity
+    included)."""
+    for name, value in headers:
+        problem = h.header_problem(name, value)
+        if problem:
+            return problem
+    for protocol in protocols:
+        if h.header_problem("Sec-WebSocket-Protocol", protocol):
+            return "an offered subprotocol holds a line break or NUL"
+    return None
+
+
 def upgrade_request(
     target: str,
     host: str,
@@ -94,7 +109,11 @@ def upgrade_request(
 ) -> bytes:
     """The upgrade request to the app: `headers` (the client's, as for any request to the app,
     without HANDSHAKE), then a handshake of the proxy's own. `host` is used only if the client's
-    headers name none."""
+    headers name none. ValueError for what `upgrade_problem` refuses (the handler refuses it
+    before it gets here; this is the last guard)."""
+    problem = upgrade_problem(headers, protocols)
+    if problem:
+        raise ValueError(problem)
     lines = [f"GET {target} HTTP/1.1"]
     if not any(h.canonical_name(n) == "host" for n, _ in headers):
         lines.append(f"Host: {host}")

@@ -144,6 +144,39 @@ def scrub_uri(uri: str) -> str:
     return f"{path}?{''.join(pieces)}{hash_sep}{fragment}"
 
 
+# Query arguments that carry the viewer's hub token (JupyterHub reads `token`; `access_token` is
+# the OAuth spelling): a page's address must not keep them, or its Referer hands them on.
+_TOKEN_ARGS = (canonical_name("token"), canonical_name("access_token"))
+
+
+def without_token_args(query: str) -> str:
+    """`query` without `token` and `access_token`, in every spelling `strip_query_arg` knows."""
+    for name in _TOKEN_ARGS:
+        query = strip_query_arg(query, name)
+    return query
+
+
+def referer_without_tokens(referer: str, host: str) -> str:
+    """A Referer from our own origin (`host`) without the token arguments of its query.
+
+    A viewer who came with `?token=` is sent on to the same address without it, but a page
+    that an older version served, or one the viewer opened before, may still carry it: every
+    request its page makes would hand the viewer's token to the app in Referer.
+    """
+    head, sep, rest = referer.partition("?")
+    # Most queries name no token (and hide no name behind a percent-encoding): left at once.
+    if not sep or ("oken" not in rest.lower() and "%" not in rest):
+        return referer
+    try:
+        if urlsplit(head).netloc.lower() != host.lower():
+            return referer
+    except ValueError:
+        return referer
+    query, hash_sep, fragment = rest.partition("#")
+    query = without_token_args(query)
+    return f"{head}{'?' + query if query else ''}{hash_sep}{fragment}"
+
+
 # A host name's label (RFC 1123): letters, digits and hyphens, at most 63, never a hyphen first
 # or last, so that no Host can read as an option (`--help`) where `{origin_host}` lands in a
 # command. `_` is tolerated as a letter: Docker Compose's container names hold it, browsers send
@@ -249,6 +282,34 @@ def rewrite_location(location: str, base_url: str, app_port: int | None) -> str:
     return location
 
 
+def cookie_path_under_prefix(set_cookie: str, base_url: str) -> str:
+    """A Set-Cookie from the app, with a `Path` outside the prefix moved under it.
+
+    The app's `/` is the prefix (it is stripped on the way in), so `Path=/` means
+    `{base_url}/` and `Path=/x` means `{base_url}/x`, as a redirect's `/x` does. Left as they
+    were, on a hub whose servers share one origin, the browser would send the cookie to every
+    other user's server: a visitor's session with their own app, handed to the app of whoever's
+    page they open. A cookie without a `Path` (or with one that is not a path) gets the
+    request's folder from the browser, which is under the prefix already. Every `Path` is
+    rewritten, as a browser takes the last. `base_url` is '' at the root prefix and for apps
+    that see the whole URL (--absolute-url), which are left alone.
+    """
+    if not base_url:
+        return set_cookie
+    parts = set_cookie.split(";")
+    changed = False
+    for i in range(1, len(parts)):
+        attribute, eq, value = parts[i].partition("=")
+        path = value.strip()
+        if attribute.strip().lower() != "path" or not path.startswith("/"):
+            continue
+        if path == base_url or path.startswith(base_url + "/"):
+            continue
+        parts[i] = f" Path={base_url}{path}"
+        changed = True
+    return ";".join(parts) if changed else set_cookie
+
+
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
 
 
@@ -278,11 +339,20 @@ def value_for_app(value: str) -> str:
     return value.encode("latin-1").decode("utf-8")
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_LINE_BREAK_OR_NUL = re.compile("[\r\n\0]")
+
+
 def header_problem(name: str, value: str) -> str | None:
-    """Why `name: value` cannot be sent as a header, or None (a token, and no line break)."""
-    if not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+    """Why `name: value` cannot be sent as a header, or None (a token, and no line break).
+
+    Checked for every header the app gets, from the client or from us: a bare CR passed on into
+    a request written by hand (the app's websocket upgrade) starts a header of the client's own
+    for an app that reads CR as a line end (Python's `email` parser: http.server, Werkzeug).
+    """
+    if not _HEADER_NAME.fullmatch(name):
         return f"{name!r} is not a header name"
-    if any(c in value for c in "\r\n\0"):
+    if _LINE_BREAK_OR_NUL.search(value):
         return f"the value of {name} holds a line break or NUL"
     return None
 

@@ -154,8 +154,10 @@ async def relay_response(
         lower = name.lower()
         if lower == "location":
             value = h.rewrite_location(value, base_url, app_port)
-        elif lower == "set-cookie" and not app_may_set_cookie(value):
-            continue
+        elif lower == "set-cookie":
+            if not app_may_set_cookie(value, handler.services.settings.hub.client_id):
+                continue
+            value = h.cookie_path_under_prefix(value, base_url)
         handler.add_header(name, value)
     sources = handler.services.settings.frame_ancestors
     if (framing_policy := framing.policy_to_add(response.headers, sources)) is not None:

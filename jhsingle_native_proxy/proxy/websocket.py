@@ -29,8 +29,16 @@ from tornado.routing import Matcher, PathMatches
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from . import frames
+from . import headers as h
 from .app_request import AppRequestMixin
-from .app_websocket import HANDSHAKE, AppRefused, AppWebSocket, accept_value, open_app_websocket
+from .app_websocket import (
+    HANDSHAKE,
+    AppRefused,
+    AppWebSocket,
+    accept_value,
+    open_app_websocket,
+    upgrade_problem,
+)
 from .raw_socket import RawSocketBridge
 from .relay import READ_CHUNK, FrameRelay
 
@@ -156,14 +164,23 @@ class WebSocketProxyHandler(
         The app's answer counts toward --request-timeout, as any request's does.
         """
         supervisor = self.services.supervisor
+        # The headers were checked on the way (a 400 before the app is contacted); so are the
+        # subprotocols, which are written into the request too.
+        headers = self.app_request_headers(drop=HANDSHAKE)
+        protocols = self.offered_subprotocols()
+        problem = upgrade_problem((), protocols)
+        if problem:
+            log.warning("Refused the websocket %s: %s", self.logged_uri, problem)
+            self.send_error_page(400, f"The websocket was refused: {problem}.")
+            return None
         opening = open_app_websocket(
             supervisor.unix_socket,
             supervisor.port,
             # The request target as for any request to the app: the URL without its origin.
             target=self.target_url()[len(supervisor.origin) :] or "/",
             host=supervisor.origin.split("//", 1)[1],
-            headers=self.app_request_headers(drop=HANDSHAKE),
-            protocols=self.offered_subprotocols(),
+            headers=headers,
+            protocols=protocols,
             read_limit=READ_CHUNK,
         )
         try:
@@ -194,9 +211,11 @@ class WebSocketProxyHandler(
         chosen = app_headers.get("Sec-WebSocket-Protocol", "").strip()
         if chosen and chosen in self.offered_subprotocols():
             self.set_header("Sec-WebSocket-Protocol", chosen)
+        settings = self.services.settings
+        base_url = "" if settings.absolute_url else settings.base_url
         for cookie in app_headers.get_list("Set-Cookie"):
-            if app_may_set_cookie(cookie):
-                self.add_header("Set-Cookie", cookie)
+            if app_may_set_cookie(cookie, settings.hub.client_id):
+                self.add_header("Set-Cookie", h.cookie_path_under_prefix(cookie, base_url))
         self.finish()
         stream = self.detach()
         # Frames go out in pieces as they arrive: Nagle's algorithm would hold each piece's tail

@@ -17,8 +17,10 @@ Routes:
   /gated-sse       event 0 at once, event 1 only after a GET /release
   /hop             a response carrying hop-by-hop headers
   /close-listener  stops listening and drops its connections, but keeps running
-  /ws              websocket echo (text and binary)
-  /set-cookie?name=N  sets the cookie N=1
+  /ws              websocket echo (text and binary); with ?set-cookie=RAW (repeatable) its
+                   handshake answer carries each RAW as a Set-Cookie header
+  .../set-cookie?name=N  sets the cookie N=1 (Path=/)
+  .../set-cookie?raw=RAW  one Set-Cookie header per `raw` argument, written as given
   /ws-open         {"open": N}: websockets open on the app right now
   .../dir          301 to the same path with a slash added, as a file server does for folders
   /redirect-self?path=P  302 to http://127.0.0.1:PORT{P}, the app's own absolute URL
@@ -222,6 +224,11 @@ class WSEcho(websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols):
         return subprotocols[-1] if subprotocols else None
 
+    def prepare(self):
+        # Headers set before the handshake is accepted go out with its answer.
+        for raw in self.get_arguments("set-cookie"):
+            self.add_header("Set-Cookie", raw)
+
     def open(self):
         self.set_nodelay(True)
         OPEN_WEBSOCKETS[0] += 1
@@ -245,7 +252,10 @@ class WSEcho(websocket.WebSocketHandler):
 
 class SetCookie(web.RequestHandler):
     def get(self):
-        self.set_cookie(self.get_argument("name"), "1", path="/")
+        for raw in self.get_arguments("raw"):
+            self.add_header("Set-Cookie", raw)
+        if self.get_argument("name", ""):
+            self.set_cookie(self.get_argument("name"), "1", path="/")
         self.finish("ok")
 
 
@@ -326,7 +336,7 @@ async def main() -> None:
             (r"/close-listener", CloseListener),
             (r"/ws", WSEcho),
             (r"/ws-open", WSOpen),
-            (r"/set-cookie", SetCookie),
+            (r".*/set-cookie", SetCookie),  # .*: for apps that see the prefix too
             (r".*/dir", FolderRedirect),
             (r"/redirect-self", RedirectSelf),
             (r"/last-close", LastClose),
