@@ -9,6 +9,7 @@ test of 1 only with a tornado before 6.5 (which let a bare CR through; 6.5 is no
 from __future__ import annotations
 
 import socket
+import sys
 from types import SimpleNamespace
 from unittest import mock
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from tornado import httputil, web
 
+from conftest import APPS
 from jhsingle_native_proxy.auth import AuthMixin, app_may_set_cookie, is_hub_cookie
 from jhsingle_native_proxy.base import BaseHandler
 from jhsingle_native_proxy.proxy import headers as h
@@ -306,3 +308,38 @@ def test_hub_cookies_by_every_name_never_pass_either_way(start_proxy):
     head = _upgrade(proxy.port, ws)
     assert head.startswith("HTTP/1.1 101")
     assert _set_cookies_of(head) == ["ok=1"]
+
+
+# -- service workers: an app's worker stays within the app's prefix ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("allowed", "script", "base_url", "expected"),
+    [
+        ("/", PREFIX + "sw.js", "/user/alice", "/user/alice/"),
+        ("/static/", PREFIX + "static/sw.js", "/user/alice", "/user/alice/static/"),
+        ("/user/alice/x/", PREFIX + "sw.js", "/user/alice", "/user/alice/x/"),
+        ("./", PREFIX + "static/sw.js", "/user/alice", "/user/alice/static/"),
+        ("../", PREFIX + "static/sw.js", "/user/alice", "/user/alice/"),
+        ("../../", PREFIX + "static/sw.js", "/user/alice", None),
+        ("%2e%2e/%2e%2e/", PREFIX + "static/sw.js", "/user/alice", None),
+        ("/", PREFIX + "sw.js", "", None),  # --absolute-url: `/` is the hub's root
+        ("/user/alice/", PREFIX + "sw.js", "", "/user/alice/"),
+        ("/user/alicex/", PREFIX + "sw.js", "", None),
+        ("//evil.example/", PREFIX + "sw.js", "/user/alice", None),
+        ("https://evil.example/", PREFIX + "sw.js", "/user/alice", None),
+        ("/\\evil/", PREFIX + "sw.js", "", None),
+    ],
+)
+def test_a_service_workers_scope_never_leaves_the_prefix(allowed, script, base_url, expected):
+    assert h.service_worker_scope(allowed, script, PREFIX, base_url) == expected
+
+
+def test_an_app_cannot_widen_its_service_worker_to_the_whole_origin(start_proxy):
+    """`Service-Worker-Allowed: /` would let a worker of one user's app answer for the hub and
+    every other user's server on a shared origin; it now means the app's own `/`."""
+    proxy = start_proxy(app=[sys.executable, str(APPS / "headers_app.py"), "{port}"])
+    wide = proxy.get("sw.js?h=Service-Worker-Allowed:/")
+    assert wide.header("Service-Worker-Allowed") == PREFIX
+    out = proxy.get("static/sw.js?h=Service-Worker-Allowed:../../../")
+    assert out.status == 200 and out.header("Service-Worker-Allowed") is None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 # RFC 9110 section 7.6.1 connection-specific fields, plus the legacy Proxy-Connection and the
 # Expect handshake (tornado answers `100-continue` to the client itself).
@@ -308,6 +309,35 @@ def cookie_path_under_prefix(set_cookie: str, base_url: str) -> str:
         parts[i] = f" Path={base_url}{path}"
         changed = True
     return ";".join(parts) if changed else set_cookie
+
+
+def service_worker_scope(allowed: str, request_path: str, prefix: str, base_url: str) -> str | None:
+    """The app's `Service-Worker-Allowed` kept under the prefix, or None to drop it.
+
+    The header widens how much of the origin a service worker may control. On a hub whose
+    servers share one origin, `Service-Worker-Allowed: /` would let one user's app install a
+    worker that answers for the hub and every other user's server, in the browser of whoever
+    visits it. The value is read as the browser reads it (a URL relative to the script's, which
+    is `request_path`); the app's `/` is the prefix unless it sees the whole URL (`base_url`
+    is '' then). What still lands outside the prefix is dropped: the browser then keeps the
+    worker within the script's folder, which is under the prefix.
+    """
+    value = allowed.strip()
+    app_rooted = base_url and value.startswith("/") and not value.startswith("//")
+    if app_rooted and not (value == base_url or value.startswith(base_url + "/")):
+        value = base_url + value
+    try:
+        resolved = urlsplit(urljoin(request_path, value))
+    except ValueError:
+        return None
+    if resolved.scheme or resolved.netloc:
+        return None
+    path = posixpath.normpath(unquote(resolved.path))
+    if value.endswith("/") or resolved.path.endswith("/"):
+        path = path.rstrip("/") + "/"
+    if "\\" in path or not (path + "/").startswith(prefix.rstrip("/") + "/"):
+        return None
+    return path
 
 
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")

@@ -158,6 +158,13 @@ async def relay_response(
             if not app_may_set_cookie(value, handler.services.settings.hub.client_id):
                 continue
             value = h.cookie_path_under_prefix(value, base_url)
+        elif lower == "service-worker-allowed":
+            scope = h.service_worker_scope(
+                value, handler.request.path, handler.services.settings.prefix, base_url
+            )
+            if scope is None:
+                continue
+            value = scope
         handler.add_header(name, value)
     sources = handler.services.settings.frame_ancestors
     if (framing_policy := framing.policy_to_add(response.headers, sources)) is not None:
