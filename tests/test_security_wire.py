@@ -20,6 +20,7 @@ from tornado import httputil, web
 from conftest import APPS
 from jhsingle_native_proxy.auth import AuthMixin, app_may_set_cookie, is_hub_cookie
 from jhsingle_native_proxy.base import BaseHandler
+from jhsingle_native_proxy.login_state import without_dot_segments
 from jhsingle_native_proxy.proxy import headers as h
 from jhsingle_native_proxy.proxy.app_request import AppRequestMixin
 from jhsingle_native_proxy.proxy.app_websocket import upgrade_problem, upgrade_request
@@ -329,6 +330,12 @@ def test_hub_cookies_by_every_name_never_pass_either_way(start_proxy):
         ("//evil.example/", PREFIX + "sw.js", "/user/alice", None),
         ("https://evil.example/", PREFIX + "sw.js", "/user/alice", None),
         ("/\\evil/", PREFIX + "sw.js", "", None),
+        # What is checked is what the browser reads: a `%` left after one decoding, or a tab
+        # (which a URL parser drops), must not turn into a dot segment in the browser.
+        ("/user/alice/%252e%252e/", PREFIX + "sw.js", "/user/alice", "/user/alice/%252e%252e/"),
+        ("%252E./", PREFIX + "sw.js", "/user/alice", "/user/alice/%252E./"),
+        ("/user/alice/.%09./", PREFIX + "sw.js", "/user/alice", "/user/alice/.%09./"),
+        ("/x%3F/", PREFIX + "sw.js", "/user/alice", "/user/alice/x%3F/"),
     ],
 )
 def test_a_service_workers_scope_never_leaves_the_prefix(allowed, script, base_url, expected):
@@ -343,3 +350,15 @@ def test_an_app_cannot_widen_its_service_worker_to_the_whole_origin(start_proxy)
     assert wide.header("Service-Worker-Allowed") == PREFIX
     out = proxy.get("static/sw.js?h=Service-Worker-Allowed:../../../")
     assert out.status == 200 and out.header("Service-Worker-Allowed") is None
+
+
+def test_a_double_encoded_dot_segment_does_not_widen_a_service_worker(start_proxy):
+    """The app sent `/user/alice/%252e%252e/`; the proxy decoded it once, checked
+    `/user/alice/%2e%2e/` as a folder under the prefix and sent that, which a browser reads as
+    `/user/`: Chromium then let the app's worker answer for every user's server. What goes out
+    must read, to a browser, as the path that was checked."""
+    proxy = start_proxy(app=[sys.executable, str(APPS / "headers_app.py"), "{port}"])
+    for sent in ("/user/alice/%25252e%25252e/", "/user/alice/.%2509./"):
+        scope = proxy.get("sw.js?h=Service-Worker-Allowed:" + sent).header("Service-Worker-Allowed")
+        # where a browser goes for it: dot segments resolved, `%2e` and tabs included
+        assert scope is not None and without_dot_segments(scope).startswith(PREFIX), scope

@@ -6,7 +6,7 @@ import ipaddress
 import posixpath
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 # RFC 9110 section 7.6.1 connection-specific fields, plus the legacy Proxy-Connection and the
 # Expect handshake (tornado answers `100-continue` to the client itself).
@@ -320,7 +320,8 @@ def service_worker_scope(allowed: str, request_path: str, prefix: str, base_url:
     visits it. The value is read as the browser reads it (a URL relative to the script's, which
     is `request_path`); the app's `/` is the prefix unless it sees the whole URL (`base_url`
     is '' then). What still lands outside the prefix is dropped: the browser then keeps the
-    worker within the script's folder, which is under the prefix.
+    worker within the script's folder, which is under the prefix. What is kept goes out
+    percent-encoded as checked, so a browser cannot read a dot segment into it.
     """
     value = allowed.strip()
     app_rooted = base_url and value.startswith("/") and not value.startswith("//")
@@ -337,7 +338,10 @@ def service_worker_scope(allowed: str, request_path: str, prefix: str, base_url:
         path = path.rstrip("/") + "/"
     if "\\" in path or not (path + "/").startswith(prefix.rstrip("/") + "/"):
         return None
-    return path
+    # Sent encoded again, so that the browser, which decodes it once more, reads the path that
+    # was checked: `%252e` decoded here is `%2e`, a dot segment to a browser; a decoded tab
+    # would be dropped by its URL parser (`.\t.` is `..`).
+    return quote(path, safe="/")
 
 
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
