@@ -176,3 +176,33 @@ def test_a_browser_shows_the_app_in_another_sites_frame_only_when_allowed(start_
         site.shutdown()
         site.server_close()
         thread.join(10)
+
+
+# -- an X-Frame-Options that browsers ignore is no decision ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "decided"),
+    [
+        ("DENY", True),
+        (" sameorigin ", True),
+        ("ALLOWALL", True),  # the app says so: any site may
+        ("SAMEORIGIN, ALLOW-FROM https://a.example", True),  # a conflict: browsers refuse
+        ("ALLOW-FROM https://a.example", False),  # no current browser supports it
+        ("", False),
+        ("none", False),
+    ],
+)
+def test_only_an_x_frame_options_that_browsers_obey_counts_as_the_apps_decision(value, decided):
+    added = policy_to_add(CIMultiDict([("X-Frame-Options", value)]), "'self'")
+    assert (added is None) is decided, (value, added)
+
+
+def test_an_app_with_an_ignored_x_frame_options_is_not_left_framable(start_proxy):
+    """`X-Frame-Options: ALLOW-FROM https://lms.example` (or an empty or unknown value) is
+    ignored by browsers, which then let any site frame the page: it got no policy of ours
+    either, so any site could frame the app."""
+    proxy = start_proxy(app=HEADERS_APP)
+    for value in ("ALLOW-FROM https://lms.example", "", "ALLOW"):
+        answer = proxy.get("page?h=" + quote(f"X-Frame-Options: {value}"))
+        assert answer.header_all(CSP) == ["frame-ancestors 'self'"], value

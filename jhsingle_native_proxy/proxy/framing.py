@@ -7,10 +7,10 @@ The forgery checks (auth.forgery_reason) let a frame through, as a frame's load 
 
 So, as jupyter_server does for its own pages, every response of the app gets
 `frame-ancestors 'self'`, unless the app decided itself: a `frame-ancestors` directive in any of
-its `Content-Security-Policy` headers, or an `X-Frame-Options` header. `--frame-ancestors
-SOURCES` replaces `'self'`, for an owner who embeds the app in named sites (an intranet, a
-learning platform). Our own pages (loading, errors) follow the same rule; the console never
-lets itself be framed.
+its `Content-Security-Policy` headers, or an `X-Frame-Options` that browsers obey.
+`--frame-ancestors SOURCES` replaces `'self'`, for an owner who embeds the app in named
+sites (an intranet, a learning platform). Our own pages (loading, errors) follow the same
+rule; the console never lets itself be framed.
 
 An app that sends a policy without `frame-ancestors` keeps it whole and gets ours as a second
 header: a browser enforces every policy it is given (CSP 3, "multiple policies"), and ours says
@@ -51,10 +51,23 @@ def names_frame_ancestors(csp: str) -> bool:
     return False
 
 
+# The X-Frame-Options values a browser acts on (HTML's "check a navigation response's adherence
+# to X-Frame-Options"; ALLOWALL is the app saying "any site", and counts in a conflict). Any
+# other value, ALLOW-FROM included (no current browser supports it), is ignored: the page is
+# then framable by any site, so it is no decision of the app's.
+_FRAME_OPTIONS = frozenset({"deny", "sameorigin", "allowall"})
+
+
+def frame_options_decide(values: list[str]) -> bool:
+    """Do these X-Frame-Options header values say anything a browser acts on?"""
+    return any(word.strip().lower() in _FRAME_OPTIONS for v in values for word in v.split(","))
+
+
 def policy_to_add(app_headers: MultiMapping[str], sources: str) -> str | None:
     """The `Content-Security-Policy` to add to the app's response, or None if the app decided
-    who may frame it (its own frame-ancestors or X-Frame-Options, which we leave alone)."""
-    if "X-Frame-Options" in app_headers:
+    who may frame it (its own frame-ancestors, or an X-Frame-Options that browsers obey, which
+    we leave alone)."""
+    if frame_options_decide(app_headers.getall("X-Frame-Options", [])):
         return None
     for value in app_headers.getall("Content-Security-Policy", ()):
         if names_frame_ancestors(value):
