@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import peak_rss_kib, request, wait_for
+from conftest import APPS, peak_rss_kib, request, wait_for
 
 MiB = 1024 * 1024
 
@@ -305,3 +305,18 @@ def test_no_identity_is_forwarded_with_authtype_none(start_proxy):
     ).json()
     assert seen["uri"] == "/echo?a=1"
     assert not [k for k, _ in seen["headers"] if "cdsdashboards" in k.lower()]
+
+
+def test_an_apps_header_reaches_the_client_byte_for_byte_or_not_at_all(start_proxy):
+    """Raw UTF-8 in an app's header value (a download's file name) is passed on as it was sent;
+    a control character, which no header may hold, drops that header, not the answer (it was a
+    500 for both)."""
+    proxy = start_proxy(app=[sys.executable, str(APPS / "headers_app.py"), "{port}"])
+    utf8 = proxy.get("x?h=" + quote('Content-Disposition:attachment; filename="café.csv"'))
+    assert utf8.status == 200
+    raw = utf8.header("Content-Disposition").encode("latin-1")
+    assert raw == 'attachment; filename="café.csv"'.encode()
+    control = proxy.get("x?h=" + quote("X-Odd:a\x0bb") + "&h=X-Fine:yes")
+    assert control.status == 200 and control.header("X-Fine") == "yes"
+    assert control.header("X-Odd") is None
+    proxy.wait_log("header holds a control character")

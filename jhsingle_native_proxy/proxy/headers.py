@@ -377,6 +377,18 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _LINE_BREAK_OR_NUL = re.compile("[\r\n\0]")
 
 
+def value_for_client(value: str) -> str:
+    """An app's header value, as aiohttp decoded it, made to reach the client as the same bytes.
+
+    aiohttp reads header bytes as UTF-8, keeping undecodable bytes as surrogates; tornado
+    writes a value as latin-1. A value with raw UTF-8 in it (a `Content-Disposition` file name)
+    is turned back into its bytes, one character each, so that tornado writes them unchanged.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def header_problem(name: str, value: str) -> str | None:
     """Why `name: value` cannot be sent as a header, or None (a token, and no line break).
 

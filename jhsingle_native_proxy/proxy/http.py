@@ -165,7 +165,11 @@ async def relay_response(
             if scope is None:
                 continue
             value = scope
-        handler.add_header(name, value)
+        try:
+            handler.add_header(name, h.value_for_client(value))
+        except ValueError:
+            # A control character (tornado refuses it): the header goes, the answer still does.
+            log.warning("The app's %s header holds a control character; it was dropped", name)
     sources = handler.services.settings.frame_ancestors
     if (framing_policy := framing.policy_to_add(response.headers, sources)) is not None:
         handler.add_header("Content-Security-Policy", framing_policy)

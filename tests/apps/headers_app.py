@@ -4,6 +4,7 @@ Usage: python headers_app.py PORT
 
 Every GET answers 200 with a small HTML page (`<p id="app-text">app content</p>`) and, for each
 `h=NAME:VALUE` in the query, that response header: `/?h=X-Frame-Options:DENY`.
+Values are sent as their UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Handler(BaseHTTPRequestHandler):
         for key, value in parse_qsl(urlsplit(self.path).query):
             if key == "h":
                 name, _, header_value = value.partition(":")
-                self.send_header(name, header_value.strip())
+                # As UTF-8 bytes on the wire (http.server writes a str as latin-1).
+                self.send_header(name, header_value.strip().encode().decode("latin-1"))
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(PAGE)))
         self.end_headers()
