@@ -18,6 +18,7 @@ import time reads GRADIO_SERVER_PORT and GRADIO_ROOT_PATH instead (also set by t
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import runpy
 import sys
@@ -55,14 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     if options.framework == "dash":
         os.environ.setdefault("DASH_REQUESTS_PATHNAME_PREFIX", options.base_url)
         os.environ.setdefault("DASH_ROUTES_PATHNAME_PREFIX", "/")
-        from dash import Dash
+        Dash = _framework("dash").Dash
 
         namespace = runpy.run_path(path, run_name="__jhsnp_app__")
         app = find_app(namespace, Dash, "app", path)
         app.run(host="127.0.0.1", port=options.port, debug=False)
     else:
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-        import gradio as gr
+        gr = _framework("gradio")
 
         namespace = runpy.run_path(path, run_name="__jhsnp_app__")
         demo = find_app(namespace, gr.Blocks, "demo", path)
@@ -73,6 +74,21 @@ def main(argv: list[str] | None = None) -> None:
             share=False,
             **_supported(demo.launch, ssr_mode=False, mcp_server=False),
         )
+
+
+def _framework(name: str):
+    """The framework's module. Missing (a --conda-env without it: the proxy cannot look there
+    first), the owner reads one line on the failure page saying what to install, not a
+    traceback; a framework that is there but fails to import keeps its traceback."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        raise SystemExit(
+            f"Error: --app {name} needs {name}, which {sys.executable} cannot import: "
+            f"pip install {name}"
+        ) from None
 
 
 def _supported(function, **kwargs) -> dict:

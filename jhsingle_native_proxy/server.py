@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 
+from .heap import start_heap_trimmer, stop_heap_trimmer
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -182,7 +183,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = reporter = session = None
+    server = reporter = session = trimmer = None
     try:
         supervisor.start()
         if supervisor.started:
@@ -203,9 +204,11 @@ async def serve(settings: Settings) -> None:
                 settings.port,
             )
         reporter.start()
+        trimmer = start_heap_trimmer()
         await stop.wait()
         log.info("Shutting down")
     finally:
+        await stop_heap_trimmer(trimmer)
         if server is not None:
             server.stop()
         if reporter is not None:

@@ -128,6 +128,18 @@ def _proxy_started(argv, log_path, environment, directory, port, ready_timeout):
     proxy = Proxy(process, port, PREFIX, log_path, directory / "no-app-pids.txt")
     try:
         proxy.wait_ready(timeout=ready_timeout + 10)
+        assert_app_listens_on_loopback_only(proxy)
         yield proxy
     finally:
         proxy.cleanup()
+
+
+def assert_app_listens_on_loopback_only(proxy: Proxy) -> None:
+    """Every TCP port the app's processes listen on is on a loopback address (/proc/net/tcp):
+    an app bound to every interface is reachable on the machine's network around the login."""
+    from loadgen import is_loopback, listening_addresses, process_tree
+
+    listening = listening_addresses(process_tree(proxy.pid))
+    assert listening, "the app listens on no TCP port: is the check looking at the right place?"
+    outside = sorted(a for a in listening if not is_loopback(a[0]))
+    assert not outside, f"the app listens beyond loopback: {outside}"

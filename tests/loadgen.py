@@ -9,10 +9,12 @@ test-artifacts/reliability.json (see conftest's `pytest_terminal_summary`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -64,6 +66,68 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     raise AssertionError(f"no {field}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """Every descendant of `pid` (not `pid` itself), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone meanwhile
+        return inodes
+    for name in names:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's address (32-bit words in host order) as text."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, words)
+
+
+def listening_addresses(pids: list[int]) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket these processes listen on, from /proc/net/tcp{,6}."""
+    inodes = set().union(*(_socket_inodes(pid) for pid in pids)) if pids else set()
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as f:
+            for line in list(f)[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and inode in inodes:  # 0A: LISTEN
+                    address, port = local.split(":")
+                    found.add((_address(address), int(port, 16)))
+    return found
+
+
+LOOPBACK = ("127.", "::1", "::ffff:127.")
+
+
+def is_loopback(address: str) -> bool:
+    return address.startswith(LOOPBACK)
 
 
 def percentile(values: list[float], p: float) -> float:

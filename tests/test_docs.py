@@ -9,10 +9,12 @@ Which `--flags` are the proxy's own:
   `python -m jhsingle_native_proxy`) command before its `--`, whether the command is a shell line
   (with `\\` continuations), a Python or YAML `[...]` list, or a YAML block list. Words after `--`
   are the app's.
-- in the prose of docs/*.md: an inline code span that starts with a dash (`--ready-timeout 30`,
-  up to a `--` of its own) or that holds a command as above. Flags of other programs are written
-  with the program's name in the span (`voila ... --Voila.base_url=...`), or sit in a table
-  column whose header names the other tool (`0.8.3 option`, `jupyter standaloneproxy`).
+- in the prose of docs/*.md and README.md (its options table included): an inline code span
+  that starts with a dash (`--ready-timeout 30`, up to a `--` of its own) or that holds a
+  command as above. Flags of other programs are written with the program's name in the span
+  (`voila ... --Voila.base_url=...`), or sit in a table column whose header names the other
+  tool (`0.8.3 option`, `jupyter standaloneproxy`), or are listed in FOREIGN_FLAGS with the
+  program they belong to.
 
 `--Class.trait=value` flags count as known: the command line takes them off before click sees
 them (jupyterhub-singleuser's traits, logged as ignored).
@@ -42,6 +44,18 @@ FENCE = re.compile(r"^\s*```")
 INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 # Table columns about another program: their flags are not ours.
 FOREIGN_COLUMN = re.compile(r"0\.8\.3|standaloneproxy", re.IGNORECASE)
+# Other programs' flags that a page's prose names on their own, by page: whose each is.
+FOREIGN_FLAGS = {
+    "README.md": {
+        "--server.baseUrlPath": "Streamlit's (the app needs none behind the proxy)",
+        "--prefix": "Bokeh's (the bokeh preset passes it)",
+        "--disable-user-config": "jupyterhub-singleuser's: taken off before click and logged "
+        "as ignored (singleuser_flags.py)",
+        "--secret": "docker and podman build's",
+        "-c": "git's (the credential helper)",
+        "-m": "pytest's marker option",
+    },
+}
 
 
 def doc_files() -> list[Path]:
@@ -153,8 +167,7 @@ def documented_flags() -> list[tuple[str, str]]:
         blocks, prose = split_blocks(path.read_text(encoding="utf-8"))
         for block in blocks:
             found.extend((path.name, flag) for flag in proxy_flags_in_command_text(block))
-        if path.parent == DOCS:
-            found.extend((path.name, flag) for flag in proxy_flags_in_prose(prose))
+        found.extend((path.name, flag) for flag in proxy_flags_in_prose(prose))
     return found
 
 
@@ -209,11 +222,27 @@ def test_every_documented_proxy_flag_exists(help_flags):
     used = documented_flags()
     assert len(used) > 50, "the docs' flags were not found: is the extraction broken?"
     unknown = sorted(
-        {(name, flag) for name, flag in used if flag not in help_flags and not TRAIT.match(flag)}
+        {
+            (name, flag)
+            for name, flag in used
+            if flag not in help_flags
+            and not TRAIT.match(flag)
+            and flag not in FOREIGN_FLAGS.get(name, {})
+        }
     )
     assert not unknown, "flags in the docs that `jhsingle-native-proxy --help` lacks: " + ", ".join(
         f"{flag} ({name})" for name, flag in unknown
     )
+
+
+def test_the_readme_names_flags_in_its_prose_and_options_table():
+    """The README is checked like docs/: its options table and prose are where a misspelt flag
+    would be copied from. The list of other programs' flags holds only what the README names."""
+    readme = {flag for name, flag in documented_flags() if name == "README.md"}
+    table = {"--websocket-max-message-size", "--ready-timeout", "--allow-host"}
+    assert table <= readme, table - readme
+    stale = set(FOREIGN_FLAGS["README.md"]) - readme
+    assert not stale, f"FOREIGN_FLAGS names flags the README no longer has: {sorted(stale)}"
 
 
 @pytest.mark.parametrize(

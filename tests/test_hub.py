@@ -209,22 +209,28 @@ def _last_activity(hub, user: str, name: str = "") -> str:
     return hub.server_model(user, name)["last_activity"]
 
 
+def _reports_of(hub, when: str | None) -> int:
+    """How many activity reports in the hub's log carried the time `when`."""
+    return hub.log().count(f"Reported activity at {when} ") if when else 0
+
+
 def test_activity_moves_with_traffic_and_stays_put_when_idle(hub):
     for name in ("", "named"):
         hub.start_server("alice", name)
         server_path = "/user/alice/" + (f"{name}/" if name else "")
         token = hub.user_token("alice")
-        # Quiet: after several reports (one a second), the time reported does not move.
-        reports = hub.log().count("Reported activity")
+        # Quiet: after several reports (one a second), the time reported does not move. The
+        # hub's log is every server's: this server's reports are those of the time the hub
+        # shows for it (its own idle time, to the microsecond).
         wait_for(
-            lambda r=reports: hub.log().count("Reported activity") >= r + 2,
+            lambda n=name: _reports_of(hub, _last_activity(hub, "alice", n)) >= 2,
             20,
             what="two activity reports",
         )
         idle = _last_activity(hub, "alice", name)
-        reports = hub.log().count("Reported activity")
+        reports = _reports_of(hub, idle)
         wait_for(
-            lambda r=reports: hub.log().count("Reported activity") >= r + 3,
+            lambda i=idle, r=reports: _reports_of(hub, i) >= r + 3,
             20,
             what="three more activity reports",
         )

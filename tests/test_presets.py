@@ -3,14 +3,17 @@ under the command line and a config file's server, and the static server."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import textwrap
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-from example_support import EXAMPLES
+from example_support import EXAMPLES, require
 
 from conftest import cli_error, free_port, run_cli, wait_for
 from jhsingle_native_proxy import command as command_templates
@@ -239,3 +242,158 @@ def test_a_file_from_the_repo_is_not_looked_for_before_the_checkout(tmp_path):
     assert settings.presentation_abspath.endswith("/r/site")
     with pytest.raises(presets.PresetError, match="name the framework"):
         parse_args([*argv, "--app", "auto", "--presentation-path", "app.py"], environ)
+
+
+# -- every preset's app listens on loopback only, or it is reachable around the login --------
+
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+
+
+def _after(words: list[str], option: str) -> str:
+    return words[words.index(option) + 1]
+
+
+def _runner_binds() -> set[str]:
+    """The host every `host=` / `server_name=` keyword in runners.py names (Dash's app.run,
+    Gradio's launch): the address the dash and gradio presets' apps listen on."""
+    import ast
+
+    tree = ast.parse(Path(presets.RUNNER).read_text(encoding="utf-8"))
+    return {
+        keyword.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for keyword in node.keywords
+        if keyword.arg in ("host", "server_name") and isinstance(keyword.value, ast.Constant)
+    }
+
+
+# How each preset tells its app where to listen: the value of the framework's own option, or
+# our helper's choice (runners.py; static_server.py's --bind, of which the preset gives none).
+BIND_OF = {
+    "streamlit": lambda words: {_after(words, "--server.address")},
+    "voila": lambda words: {w.split("=", 1)[1] for w in words if w.startswith("--Voila.ip=")},
+    "panel": lambda words: {_after(words, "--address")},
+    "bokeh": lambda words: {_after(words, "--address")},
+    "dash": lambda words: _runner_binds(),
+    "gradio": lambda words: _runner_binds() | {PRESETS["gradio"].env["GRADIO_SERVER_NAME"]},
+    "shiny": lambda words: set(re.findall(r"host='([^']*)'", " ".join(words))),
+    "static": lambda words: {"--bind"} & set(words) or {_static_server_default_bind()},
+}
+
+
+def _static_server_default_bind() -> str:
+    from jhsingle_native_proxy import static_server
+
+    source = Path(static_server.__file__).read_text(encoding="utf-8")
+    return re.search(r'"--bind", default="([^"]*)"', source).group(1)
+
+
+def test_every_preset_binds_its_app_to_loopback():
+    """A framework left to its default (Streamlit, Panel: every interface) serves the app on
+    the machine's network, where nobody logs in."""
+    assert set(BIND_OF) == set(PRESETS), "a new preset: say how its app binds"
+    for name in PRESETS:
+        binds = BIND_OF[name](presets.preset_command(name))
+        assert binds and binds <= LOOPBACK_NAMES, (name, binds)
+    assert _runner_binds() == {"127.0.0.1"}
+
+
+def _preset_process(name: str, file: Path, port: int) -> subprocess.Popen:
+    """The preset's command and environment with its placeholders filled, started as the proxy
+    would start it (runners.py and static_server.py are run by their path)."""
+    values = {"port": port, "base_url": "/user/test", "presentation_path": str(file)}
+    argv = command_templates.substitute_all(presets.preset_command(name), values)
+    env = {k: command_templates.substitute(v, values) for k, v in PRESETS[name].env.items()}
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("name", ["static", "dash"])
+def test_our_helpers_listen_on_loopback_only_for_real(name, static_site):
+    """runners.py (run by its path: its `__main__` block) and static_server.py, as the presets
+    start them: what they listen on, from /proc/net/tcp."""
+    from loadgen import is_loopback, listening_addresses
+
+    if name == "dash":
+        require("dash")
+    port = free_port()
+    file = static_site if name == "static" else EXAMPLES / "dash_app.py"
+    process = _preset_process(name, file, port)
+
+    def app_listens() -> set:
+        if process.poll() is not None:
+            raise AssertionError(f"the {name} preset's app exited ({process.returncode})")
+        return listening_addresses([process.pid])
+
+    try:
+        listening = wait_for(app_listens, 60, what=f"the {name} preset's app to listen")
+        assert {p for _, p in listening} == {port}
+        assert all(is_loopback(address) for address, _ in listening), listening
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+# -- a framework that is not installed: one line saying what to install ----------------------
+
+
+def _python_without(tmp_path: Path, *hidden: str) -> tuple[list[str], dict]:
+    """An interpreter command and environment that see this checkout and every package of
+    this environment but `hidden` (`python -S`, site-packages given as a folder of links)."""
+    import sysconfig
+
+    farm = tmp_path / "site-packages"
+    farm.mkdir()
+    packages = Path(sysconfig.get_paths()["purelib"])
+    for entry in packages.iterdir():
+        if not entry.name.lower().startswith(hidden):
+            (farm / entry.name).symlink_to(entry)
+    root = Path(presets.__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(farm)])
+    return [sys.executable, "-S"], env
+
+
+@pytest.mark.parametrize("name", ["dash", "gradio"])
+def test_a_missing_python_framework_is_one_line_naming_the_package(tmp_path, name):
+    python, env = _python_without(tmp_path, name)
+    app = tmp_path / "app.py"
+    app.write_text(f"import {name}\n")
+    check = subprocess.run(
+        [*python, "-c", f"import importlib.util as u; print(u.find_spec({name!r}))"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert check.stdout.strip() == "None", check  # the environment really lacks it
+    result = subprocess.run(
+        [*python, "-m", "jhsingle_native_proxy", "--authtype", "none", "--app", name,
+         "--presentation-path", str(app)],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert cli_error(result.stderr, result.returncode) == (
+        f"--app {name} needs {name}: pip install {name}"
+    )
+
+
+@pytest.mark.parametrize("name", ["dash", "gradio"])
+def test_the_runner_without_its_framework_says_what_to_install(tmp_path, name):
+    """With --conda-env the proxy cannot look for the framework first: the runner, run by its
+    path in an interpreter without it (`-I -S`: no site-packages), says it in one line."""
+    app = tmp_path / "app.py"
+    app.write_text("x = 1\n")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", presets.RUNNER, name, "--port", str(free_port()),
+         "--base-url", "/user/test/", str(app)],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        f"Error: --app {name} needs {name}, which {sys.executable} cannot import: "
+        f"pip install {name}"
+    )

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from test_console_live import ask_restart, console
 from test_presets import serve, settings_for
 
 from conftest import wait_for
@@ -125,4 +126,14 @@ def test_a_refused_console_post_is_answered_before_its_body_is_read(start_proxy)
         answer = s.recv(4096)  # no body sent: only an answer before reading it comes back
     assert answer.startswith(b"HTTP/1.1 403"), answer[:100]
     assert time.monotonic() - started < 5
-    wait_for(lambda: "asked by" not in proxy.log())
+    # That it restarted nothing shows only after a moment in which a restart would have shown:
+    # an allowed Restart, asked now and seen through. Had the refused one acted too, the log
+    # would name two, and the console count two.
+    assert ask_restart(proxy).status == 200
+    wait_for(
+        lambda: console(proxy)["restarts"] >= 1 and console(proxy)["state"] == "ready",
+        30,
+        what="the allowed restart",
+    )
+    assert proxy.log().count("asked by") == 1
+    assert console(proxy)["restarts"] == 1 and len(proxy.app_pids()) == 2
