@@ -1,11 +1,16 @@
 """A real JupyterHub for the tests: pip's jupyterhub, npm's configurable-http-proxy, sqlite in a
 temp dir, a dummy authenticator with a password, and a local-process spawner whose command is
 this project's CLI in front of the echo app. Everything runs on 127.0.0.1 and is stopped by PID.
+
+The hub is the installed jupyterhub, or with JHSNP_HUB_VERSION=4.1.6 (any version pip knows)
+that version, in a virtual environment of its own made on first use; the servers it spawns
+still run this project with the test's Python (see README, "Other JupyterHub versions").
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -13,6 +18,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -48,9 +54,9 @@ c.SimpleLocalProcessSpawner.home_dir_template = {dir!r} + "/home/{{username}}"
 c.Spawner.http_timeout = {http_timeout}
 c.Spawner.start_timeout = 60
 c.Spawner.environment = {{"TEST_PIDFILE": {dir!r} + "/app-pids"}}
-CMD = [sys.executable, "-m", "jhsingle_native_proxy", "--last-activity-interval", "1",
+CMD = [{python!r}, "-m", "jhsingle_native_proxy", "--last-activity-interval", "1",
        "--forward-user-info", "--query-user-info", "--shutdown-grace", "2"]
-APP = ["--", sys.executable, {echo_app!r}, "{{port}}"]
+APP = ["--", {python!r}, {echo_app!r}, "{{port}}"]
 EXTRA = {extra_args!r}
 
 def pre_spawn_hook(spawner):
@@ -59,14 +65,17 @@ def pre_spawn_hook(spawner):
         + EXTRA.get(spawner.name, {{}}).get("app", [])
     extra_env = EXTRA.get(spawner.name, {{}}).get("env", {{}})
     spawner.environment = {{**spawner.environment, **extra_env}}
+    spawner.ip = EXTRA.get(spawner.name, {{}}).get("ip", "")
 
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 c.JupyterHub.load_groups = {{"friends": {{"users": ["carol"]}}}}
+import jupyterhub
+SHARES = ["shares"] if int(jupyterhub.__version__.split(".")[0]) >= 5 else []  # new in 5.0
 c.JupyterHub.load_roles = [
     {{"name": "friends-use-alice", "groups": ["friends"],
       "scopes": ["access:servers!user=alice"]}},
     {{"name": "tester", "services": ["tester"],
-      "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", "shares",
+      "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens", *SHARES,
                  "read:users:activity", "admin:groups", "list:users"]}},
 ]
 c.JupyterHub.services = [{{"name": "tester", "api_token": {token!r}}}]
@@ -93,6 +102,21 @@ class FormFields(HTMLParser):
 
 
 @dataclass
+class SpawnWatch:
+    """One spawn: when it was requested, and when (or why not) the hub said it is ready."""
+
+    requested_at: float
+    ready_at: float | None = None
+    failure: str | None = None
+    thread: threading.Thread | None = None
+
+    def wait(self, timeout: float) -> None:
+        assert self.thread is not None
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"no ready or failed event within {timeout} s"
+
+
+@dataclass
 class Hub:
     process: subprocess.Popen
     url: str
@@ -108,6 +132,12 @@ class Hub:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @property
+    def major_version(self) -> int:
+        """The hub's major version, from its API (JHSNP_HUB_VERSION may run an older one)."""
+        version = requests.get(f"{self.url}/hub/api", timeout=30).json()["version"]
+        return int(version.split(".")[0])
 
     def ensure_users(self, *names: str) -> None:
         self.api("POST", "/users", json={"usernames": list(names)})
@@ -128,6 +158,44 @@ class Hub:
                 interval=0.2,
                 what=f"{user}/{name} to be ready",
             )
+
+    def spawn_watching_progress(self, user: str, name: str = "") -> SpawnWatch:
+        """Request a spawn and follow the hub's progress events, in a thread (the hub holds the
+        request up to its slow_spawn_timeout, 10 s), so that the moment the hub declares the
+        server ready is recorded as it happens, not when a poll notices."""
+        self.ensure_users(user)
+        path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+        watch = SpawnWatch(requested_at=time.time())
+
+        def follow() -> None:
+            try:
+                r = self.api("POST", path)
+                if r.status_code not in (201, 202):
+                    watch.failure = f"the spawn request got {r.status_code}: {r.text[:300]}"
+                    return
+                with requests.get(
+                    f"{self.url}/hub/api{path}/progress",
+                    headers={"Authorization": f"token {self.token}"},
+                    stream=True,
+                    timeout=(10, 60),  # the hub sends a keepalive every 8 s
+                ) as events:
+                    for line in events.iter_lines(decode_unicode=True):
+                        if not line or not line.startswith("data:"):
+                            continue
+                        event = json.loads(line[len("data:") :])
+                        if event.get("ready"):
+                            watch.ready_at = time.time()
+                            return
+                        if event.get("failed"):
+                            watch.failure = str(event.get("message"))
+                            return
+                watch.failure = "the progress events ended without ready or failed"
+            except Exception as e:  # the test reports it; a thread cannot raise into it
+                watch.failure = f"following the spawn failed: {e!r}"
+
+        watch.thread = threading.Thread(target=follow, daemon=True)
+        watch.thread.start()
+        return watch
 
     def stop_server(self, user: str, name: str = "", timeout: float = 30) -> None:
         path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
@@ -175,6 +243,39 @@ class Hub:
         return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+HUB_VERSION = os.environ.get("JHSNP_HUB_VERSION", "")
+
+
+def hub_python() -> str:
+    """The Python that runs JupyterHub: the test's own, or one with JHSNP_HUB_VERSION's hub.
+
+    That one is a virtual environment made once per version under ~/.cache/jhsnp-test-hubs
+    (XDG_CACHE_HOME respected), with the idle culler, which runs as a service of the hub.
+    """
+    if not HUB_VERSION:
+        return sys.executable
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = cache / "jhsnp-test-hubs" / f"jupyterhub-{HUB_VERSION}"
+    python = venv / "bin" / "python"
+    if not (venv / "ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                f"jupyterhub=={HUB_VERSION}",
+                "jupyterhub-idle-culler",
+            ],
+            check=True,
+        )
+        (venv / "ready").touch()
+    return str(python)
+
+
 def start_hub(
     tmp: Path, *, extra: dict | None = None, more: str = "", http_timeout: float = 30
 ) -> Hub:
@@ -190,6 +291,7 @@ def start_hub(
             dir=str(tmp),
             password=PASSWORD,
             token=token,
+            python=sys.executable,
             echo_app=ECHO_APP,
             extra_args=extra or {},
             more=textwrap.dedent(more),
@@ -201,7 +303,7 @@ def start_hub(
     env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            [hub_python(), "-m", "jupyterhub", "-f", str(config)],
             cwd=str(tmp),
             stdout=log,
             stderr=subprocess.STDOUT,

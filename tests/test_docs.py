@@ -29,6 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -305,3 +306,134 @@ def test_links_between_docs_lead_somewhere():
             elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
                 broken.append(f"{path.name}: {target} (no such heading)")
     assert not broken, broken
+
+
+# -- what the migration guide says 0.8.3's command lines get ---------------------------------
+
+MIGRATION = DOCS / "migrating-from-0.8.3.md"
+REFUSED = re.compile(r"(?<!no longer )(?<!not )\brefused\b", re.IGNORECASE)
+# Words that make a clause a claim about the flags (or values) it names.
+CLAIM = re.compile(r"\brefused\b|\baccepted\b|\bmeans\b", re.IGNORECASE)
+CLAUSE_END = re.compile(r"[.!?]\**(?:\s+|$)|;\s*")
+
+
+def span_texts(text: str) -> list[str]:
+    return [m.group(2).strip() for m in INLINE_CODE.finditer(text)]
+
+
+def flag_claims(text: str) -> list[tuple[tuple[str, ...], bool]]:
+    """(words, refused?) for every command-line claim of a migration guide.
+
+    - Each row of a table whose first column is headed `0.8.3 option`: the flags in that cell
+      are accepted, unless a clause of the row's other cell that names no code says "refused"
+      ("refused: drop it"). Flags named in the other cell are accepted unless their clause
+      says "refused"; a value there (`0` is refused, `0` means no limit) is one of the row's
+      flag when its clause says "refused", "accepted" or "means".
+    - Elsewhere, a sentence (or `;` clause) that says "refused" or "accepted" is a claim about
+      every flag in its code spans (`--aiohttp-request-timeout 0` is refused).
+    """
+    claims: list[tuple[tuple[str, ...], bool]] = []
+    _, prose = split_blocks(text)
+    header: list[str] | None = None
+    paragraphs: list[list[str]] = [[]]
+    for line in prose:
+        if not line.lstrip().startswith("|"):
+            header = None
+            if not line.strip() or line.lstrip().startswith(("- ", "#")):
+                paragraphs.append([])
+            paragraphs[-1].append(line.strip())
+            continue
+        if header is None:
+            header = table_cells(line)
+            continue
+        cells = table_cells(line)
+        if not FOREIGN_COLUMN.search(header[0]) or set(cells[0]) <= {"-", " "}:
+            continue
+        flags = [words(span) for span in span_texts(cells[0]) if span.startswith("-")]
+        now = " ".join(cells[1:])
+        clauses = [c for c in CLAUSE_END.split(now) if c.strip()]
+        refused = any(REFUSED.search(c) and not span_texts(c) for c in clauses)
+        claims.extend((tuple(flag), refused) for flag in flags)
+        for clause in clauses:
+            for span in span_texts(clause):
+                if span.startswith("-"):
+                    claims.append((tuple(words(span)), bool(REFUSED.search(clause))))
+                elif len(flags) == 1 and CLAIM.search(clause):
+                    claims.append(((*flags[0], span), bool(REFUSED.search(clause))))
+    for paragraph in paragraphs:
+        for sentence in CLAUSE_END.split(" ".join(paragraph)):
+            if not re.search(r"\brefused\b|\baccepted\b", sentence, re.IGNORECASE):
+                continue
+            claim = bool(REFUSED.search(sentence))
+            claims.extend(
+                (tuple(words(span)), claim) for span in span_texts(sentence) if span.startswith("-")
+            )
+    return claims
+
+
+def with_value(argv: tuple[str, ...], command) -> list[str]:
+    """The words as given, plus a value if they name an option that needs one and give none."""
+    if len(argv) != 1:
+        return list(argv)
+    for param in command.params:
+        if argv[0] in param.opts or argv[0] in param.secondary_opts:
+            if param.is_flag or param.count:
+                return list(argv)
+            if isinstance(param.type, click.Choice):
+                return [argv[0], str(param.type.choices[0])]
+            numeric = isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))
+            return [argv[0], "1" if numeric else "x"]
+    return list(argv)
+
+
+def test_migration_claim_extraction():
+    text = "\n".join(
+        [
+            "- **`--aiohttp-request-timeout 0` is refused.** It meant no limit.",
+            "- The `--no-progressive` spelling is accepted; `--debug` is a flag.",
+            "",
+            "| 0.8.3 option | now |",
+            "| --- | --- |",
+            "| `--port` | the same; `--port 0` is refused |",
+            "| `--no-allow-root` | refused: drop it |",
+            "| `--force-alive` / `--no-force-alive` | off; `--force-keep-alive` is accepted too |",
+            "| `--help` | the same; `-h` too |",
+            "| `--websocket-max-message-size` | default 128 MiB (was `10`); `0` means no limit |",
+        ]
+    )
+    assert flag_claims(text) == [
+        (("--port",), False),
+        (("--port", "0"), True),
+        (("--no-allow-root",), True),
+        (("--force-alive",), False),
+        (("--no-force-alive",), False),
+        (("--force-keep-alive",), False),
+        (("--help",), False),
+        (("-h",), False),
+        (("--websocket-max-message-size",), False),
+        (("--websocket-max-message-size", "0"), False),
+        (("--aiohttp-request-timeout", "0"), True),
+        (("--no-progressive",), False),
+    ]
+
+
+def test_the_migration_guide_says_which_0_8_3_flags_the_command_takes():
+    """Every flag (and value) the guide says is accepted or refused, run through the real
+    command line up to --list-servers (which exits once the options are parsed)."""
+    from conftest import run_cli
+
+    claims = dict(flag_claims(MIGRATION.read_text(encoding="utf-8")))
+    assert len(claims) > 30, "the guide's claims were not found: is the extraction broken?"
+    command = load_make_options().command()
+    wrong = []
+    for argv, refused in claims.items():
+        args = with_value(argv, command)
+        result = run_cli(["--authtype", "none", *args, "--list-servers"])
+        assert "Traceback" not in result.stderr, result.stderr
+        if result.returncode not in (0, 2):
+            wrong.append(f"{' '.join(args)}: exit {result.returncode}: {result.stderr[-300:]}")
+        elif (result.returncode == 2) != refused:
+            said = "refused" if refused else "accepted"
+            did = result.stderr.strip().splitlines()[-1] if result.returncode else "accepted"
+            wrong.append(f"{' '.join(args)}: the guide says {said}, the command: {did}")
+    assert not wrong, "docs/migrating-from-0.8.3.md is wrong about:\n" + "\n".join(wrong)

@@ -93,6 +93,8 @@ def test_admin_gets_in(hub):
 
 
 def test_jupyterhub_share_lets_the_guest_in(hub):
+    if hub.major_version < 5:
+        pytest.skip("shares are new in JupyterHub 5 (JHSNP_HUB_VERSION runs an older hub)")
     session = hub.login("dave")
     before = session.get(f"{hub.url}/user/alice/echo")
     assert before.status_code == 403
@@ -399,14 +401,20 @@ def test_oauth_without_hub_settings_refuses_to_start():
 def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
     """The hub's progress page lasts until the app answers; a start longer than the hub's
     http_timeout still succeeds, and the user then sees our loading page."""
-    # The slow app listens only once the test creates this file: its start lasts as long as the
-    # test wants, whatever the machine's speed (--ready-timeout gives it far more than needed).
+    # The gated apps listen only once the test creates their file: a start lasts as long as the
+    # test wants, whatever the machine's speed (--ready-timeout gives them far more than needed).
     gate = tmp_path / "slow-app-may-listen"
+    opened = tmp_path / "gated-app-may-listen"
+    listening = tmp_path / "gated-app-listening"
     hub = start_hub(
         tmp_path / "hub2",
-        http_timeout=6,
+        http_timeout=12,
         extra={
-            "slowish": {"app": ["--delay-start", "3"]},
+            "gated": {
+                "ip": "localhost",
+                "proxy": ["--hub-probe-timeout", "10", "--ready-timeout", "120"],
+                "app": ["--wait-for-file", str(opened), "--listening-stamp", str(listening)],
+            },
             "slow": {
                 "proxy": ["--hub-probe-timeout", "2", "--ready-timeout", "120"],
                 "app": ["--wait-for-file", str(gate)],
@@ -417,15 +425,54 @@ def test_hub_waits_for_the_app_and_long_starts_do_not_fail_the_spawn(tmp_path):
         hub.ensure_users("alice")
         token = hub.user_token("alice")
         auth = {"Authorization": f"token {token}"}
-        started = time.monotonic()
-        hub.start_server("alice", "slowish", timeout=60)
-        # Ready in the hub's eyes means the app answers now.
-        r = requests.get(f"{hub.url}/user/alice/slowish/echo", headers=auth, timeout=5)
+
+        # The hub polls the server as soon as the proxy listens. The proxy holds that poll while
+        # its app cannot listen, so the hub must not have called the server ready by then.
+        def spawn_gated() -> None:
+            opened.unlink(missing_ok=True)
+            probes_before = hub.log().count("readiness probe waits")
+            spawn = hub.spawn_watching_progress("alice", "gated")
+            wait_for(
+                lambda: (
+                    spawn.ready_at
+                    or spawn.failure
+                    or hub.log().count("readiness probe waits") > probes_before
+                ),
+                60,
+                what="the hub's readiness probe to reach the proxy",
+            )
+            assert spawn.ready_at is None and spawn.failure is None, (
+                "the hub called the server ready while its app could not listen yet "
+                f"({spawn.failure or 'ready'})"
+            )
+            opened.touch()
+            spawn.wait(60)
+            assert spawn.ready_at is not None, spawn.failure
+            app_listened_at = float(listening.read_text())
+            # The hub's "ready" came after the app's port opened, not before it.
+            assert spawn.ready_at >= app_listened_at, (spawn.ready_at, app_listened_at)
+            print(
+                f"gated spawn: ready {spawn.ready_at - spawn.requested_at:.2f} s after the "
+                f"request, {spawn.ready_at - app_listened_at:.2f} s after the app listened"
+            )
+
+        spawn_gated()
+        # Again: the server is on a host name, so JupyterHub 6's client kept the login state
+        # cookie of the first probe's answer and brings it back; the probe is still known.
+        hub.stop_server("alice", "gated")
+        spawn_gated()
+        r = requests.get(f"{hub.url}/user/alice/gated/echo", headers=auth, timeout=5)
         assert r.status_code == 200 and r.json()["uri"].startswith("/echo")
-        assert time.monotonic() - started >= 3
+        # The probe's shape opens nothing: an anonymous client gets the login, not the app.
+        for path in ("", "api"):
+            anonymous = requests.get(
+                f"{hub.url}/user/alice/gated/{path}", timeout=10, allow_redirects=False
+            )
+            assert anonymous.status_code in (302, 401), anonymous.status_code
+        assert not re.search(r"^app got GET /(api)?$", hub.log(), re.M)
 
         # Ready in the hub's eyes while the app cannot answer yet: without --hub-probe-timeout
-        # the hub would have failed the spawn after its http_timeout of 6 s.
+        # the hub would have failed the spawn after its http_timeout of 12 s.
         hub.start_server("alice", "slow", timeout=60)
         page = requests.get(f"{hub.url}/user/alice/slow/", headers={**auth, **BROWSER}, timeout=10)
         assert page.status_code == 503, (page.status_code, page.text[:500])

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -52,6 +53,22 @@ def test_api_client_waits_for_the_starting_app(start_proxy):
     response = proxy.get("echo", headers={"Accept": "application/json"})
     assert response.status == 200
     assert response.json()["uri"] == "/echo"
+
+
+def test_without_a_hub_the_hubs_readiness_paths_are_the_apps_own(start_proxy):
+    """JupyterHub polls `{prefix}api` (5, 6) or the prefix (4.1) for readiness; a server the hub
+    did not spawn (no JUPYTERHUB_API_URL) gets no such poll, so there those are the app's paths:
+    a client waits for the app like any other, and never gets the proxy's "starting" text."""
+    proxy = start_proxy(
+        ["--hub-probe-timeout", "0"],
+        app=[sys.executable, ECHO_APP, "{port}", "--delay-start", "2"],
+        wait="listening",
+    )
+    with ThreadPoolExecutor(2) as pool:
+        answers = pool.map(lambda path: proxy.get(path, headers={"Accept": "*/*"}), ["api", ""])
+        for path, response in zip(["/api", "/"], answers, strict=True):
+            assert response.status == 200, (path, response.body[:200])
+            assert response.json()["uri"] == path
 
 
 def test_api_client_gets_503_with_retry_after_when_the_app_is_not_ready(start_proxy):

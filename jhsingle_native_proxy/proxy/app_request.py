@@ -4,6 +4,7 @@ ready (or the client told why not), and the request as the app gets it (target a
 
 from __future__ import annotations
 
+import logging
 import time
 from urllib.parse import quote
 
@@ -16,6 +17,8 @@ from ..serverproxy import map_path
 from ..supervisor import AppState
 from . import headers as h
 
+log = logging.getLogger("jhsingle_native_proxy")
+
 CLIENT_GONE = 499  # nginx's "client closed request": the access line says so, at debug level
 
 
@@ -25,27 +28,38 @@ class AppRequestMixin:
     _app_port: int | None = None
 
     def is_hub_probe(self) -> bool:
-        """JupyterHub's readiness poll: a plain GET of the prefix itself, with no credentials."""
+        """JupyterHub's readiness poll: a plain GET, without a token, of `{prefix}api` (JupyterHub
+        5 and 6) or of the prefix itself (4.1), not asking for a page.
+
+        Cookies do not tell: JupyterHub 6's client keeps the ones it is sent (for a server on a
+        host name, not an IP address), so after a first spawn it brings back the login state
+        cookie of our answer. Nothing is decided here about who asks: a probe only waits
+        (bounded by --hub-probe-timeout) before it is authorised like any other request. A
+        server no hub spawned (no JUPYTERHUB_API_URL) is polled by none: there these paths
+        are the app's.
+        """
         request = self.request
+        settings = self.services.settings
+        prefix = settings.prefix
         return (
-            request.method == "GET"
-            and (request.path or "") == self.services.settings.prefix
+            bool(settings.hub.api_url)  # spawned by a hub; without one, the paths are the app's
+            and request.method == "GET"
+            and (request.path or "") in (prefix, prefix + "api")
             and not self.wants_html()
             and "Authorization" not in request.headers
-            and not any(
-                is_hub_cookie(name, self.services.settings.hub.client_id)
-                for name in request.cookies
-            )
         )
 
     async def answer_hub_probe(self) -> bool:
         """Hold JupyterHub's spawn-progress page until the app can answer; True if answered.
 
-        The hub polls the server's URL after spawning and sends the user on at the first answer
-        below 500. While the app starts we answer 503 ("not yet"), but only for
-        --hub-probe-timeout seconds after the proxy started: past that, the hub's own
-        http_timeout (30 s by default) would fail the spawn, so the probe goes through the usual
-        path and the user is sent on, to our loading page, which keeps showing the start.
+        The hub polls the server after spawning and sends the user on at the first answer below
+        500. While the app starts the poll is held until the app is ready (it then goes the
+        usual way: a login redirect or a 401, which the hub takes as "up"), or answered 503
+        ("not yet", the hub polls again) after --ready-timeout. Only for --hub-probe-timeout
+        seconds after the proxy started: past that, the hub's own http_timeout (30 s by default)
+        would fail the spawn, so the poll goes the usual way and the user is sent on, to our
+        loading page, which keeps showing the start. So a probe holds a connection for a
+        bounded time only, and is authorised before anything reaches the app.
         """
         services = self.services
         supervisor = services.supervisor
@@ -55,7 +69,9 @@ class AppRequestMixin:
             return False
         remaining = services.settings.hub_probe_timeout - (time.monotonic() - services.started_at)
         if remaining > 0:
-            if await supervisor.wait_ready(min(remaining, services.settings.ready_timeout)):
+            wait = min(remaining, services.settings.ready_timeout)
+            log.info("JupyterHub's readiness probe waits for the app (at most %.1f s)", wait)
+            if await supervisor.wait_ready(wait):
                 return False
             self.send_error_page(503, "the app is starting", retry_after=1)
             return True

@@ -2,6 +2,7 @@
 
 Usage: python echo_app.py PORT [--pidfile FILE] [--delay-start SECONDS] [--exit-after SECONDS]
                            [--wait-for-file PATH]  (listens only once PATH exists)
+                           [--listening-stamp PATH]  (writes time.time() there once listening)
 
 Routes:
   /echo            JSON of method, raw uri, headers (as a list of pairs), body length
@@ -37,6 +38,8 @@ import hashlib
 import json
 import os
 import sys
+import time
+from pathlib import Path
 
 from tornado import web, websocket
 from tornado.httpserver import HTTPServer
@@ -286,6 +289,7 @@ async def main() -> None:
     parser.add_argument("--pidfile", default=os.environ.get("TEST_PIDFILE"))
     parser.add_argument("--delay-start", type=float, default=0)
     parser.add_argument("--wait-for-file", default="", help="listen only once this file exists")
+    parser.add_argument("--listening-stamp", default="", help="write the time listening began")
     parser.add_argument("--exit-after", type=float, default=0)
     parser.add_argument("--say", default="")
     parser.add_argument("--say-env", action="append", default=[], help="print this variable")
@@ -355,6 +359,9 @@ async def main() -> None:
     else:
         server.listen(args.port, "127.0.0.1")
     print(f"echo app listening on {args.port}", flush=True)
+    if args.listening_stamp:
+        # When the port opened, for tests that order other events against it.
+        Path(args.listening_stamp).write_text(repr(time.time()))
     await asyncio.Event().wait()
 
 
