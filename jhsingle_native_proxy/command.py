@@ -19,6 +19,7 @@ KNOWN_NAMES = (
     "presentation_path",
     "presentation_basename",
     "presentation_dirname",
+    "presentation_stem",
     "origin_host",
     "repofolder",
 )
@@ -69,6 +70,16 @@ def placeholders(args: Iterable[str]) -> set[str]:
     for arg in args:
         _expand(arg, note)
     return found
+
+
+def spell_dashes(text: str) -> str:
+    """`text` with `{--}` and `{-}` written as the dashes they stand for, the placeholders left
+    as they are: an option's name as the app will read it. A word with bad braces is returned
+    as it is (the start-up check reports it)."""
+    try:
+        return _expand(text, lambda name, source: "{" + name + "}")
+    except TemplateError:
+        return text
 
 
 def substitute(text: str, values: Mapping[str, object]) -> str:

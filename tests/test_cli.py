@@ -114,13 +114,13 @@ def test_substitutions_reach_the_app(start_proxy, tmp_path):
             "{port}",
             "--say",
             "{base_url}|{presentation_path}|{presentation_basename}|{presentation_dirname}"
-            "|{{literal}}|{unix_socket}|",
+            "|{presentation_stem}|{{literal}}|{unix_socket}|",
         ],
     )
     argv = app_argv(proxy)
     said = argv[argv.index("--say") + 1]
     assert said == (
-        f"/user/alice|{tmp_path}/deck/Talk.ipynb|Talk.ipynb|{tmp_path}/deck|{{literal}}||"
+        f"/user/alice|{tmp_path}/deck/Talk.ipynb|Talk.ipynb|{tmp_path}/deck|Talk|{{literal}}||"
     )
     assert argv[0].isdigit()
 
@@ -235,3 +235,15 @@ def test_jupyterhub_root_dir_is_the_apps_working_directory(start_proxy, tmp_path
     root.mkdir()
     proxy = start_proxy(env={"JUPYTERHUB_ROOT_DIR": str(root)})
     assert f"echo app cwd: {root}" in proxy.log()
+
+
+def test_hub_mode_log_has_no_alembic_lines(start_proxy):
+    """Importing JupyterHub's client under our logging let alembic log seven INFO lines at the
+    top of every hub-mode log."""
+    from test_security import hub_env
+
+    proxy = start_proxy(authtype="oauth", env=hub_env(), wait="listening")
+    proxy.wait_log("The app is ready")
+    # The login redirect: JupyterHub's client has been imported and used.
+    assert proxy.get("echo", headers={"Accept": "text/html"}).status == 302
+    assert "alembic" not in proxy.log()
