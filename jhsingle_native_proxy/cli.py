@@ -340,7 +340,7 @@ def _options(f):
     epilog="The app's command goes after `--`, or among the options with {--} and {-} "
     "standing for its dashes. Placeholders: {port} {base_url} {unix_socket} "
     "{presentation_path} {presentation_basename} {presentation_dirname} {presentation_stem} "
-    "{origin_host} {repofolder}; {{ and }} for literal braces.",
+    "{origin_host} {repofolder}; {{ and }} for literal braces; <port> is {port}, and so on.",
 )
 @_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -247,3 +247,26 @@ def test_hub_mode_log_has_no_alembic_lines(start_proxy):
     # The login redirect: JupyterHub's client has been imported and used.
     assert proxy.get("echo", headers={"Accept": "text/html"}).status == 302
     assert "alembic" not in proxy.log()
+
+
+def test_angle_bracket_placeholders_reach_the_app_as_values(start_proxy, tmp_path):
+    """`<port>` (as some docs and generated configurations write it) reached the app as it
+    was, and the app crash-looped. Now it is `{port}`; `<b>` stays the app's text."""
+    proxy = start_proxy(
+        ["--presentation-path", "Talk.ipynb"],
+        app=[sys.executable, ECHO_APP, "<port>", "--say", "<b><base_url>|<presentation_stem></b>"],
+    )
+    assert proxy.get("echo").status == 200
+    argv = app_argv(proxy)
+    assert argv[0].isdigit()
+    assert argv[argv.index("--say") + 1] == "<b>/user/alice|Talk</b>"
+
+
+def test_angle_bracket_dashes_among_our_options(start_proxy):
+    """0.8.3's inline form with `<-->`/`<->` for the app's dashes."""
+    port = free_port()
+    raw_argv = ["--authtype", "none", sys.executable, "<->u", ECHO_APP, "<port>"]
+    raw_argv += ["<-->say", "inline", "--port", str(port)]
+    proxy = start_proxy(raw_argv=raw_argv, port=port, prefix="/")
+    assert app_argv(proxy)[1:] == ["--say", "inline"]
+    assert proxy.get("echo").status == 200

@@ -287,6 +287,7 @@ def test_a_preset_for_one_file_refuses_a_folder(tmp_path, installed):
         ["--server.port=8502"],
         ["--server.address", "0.0.0.0"],
         ["{--}server.port", "8502"],
+        ["<-->server.port", "8502"],
     ],
 )
 def test_words_after_the_dashes_may_not_move_the_apps_port(words):
@@ -297,7 +298,7 @@ def test_words_after_the_dashes_may_not_move_the_apps_port(words):
     result = run_cli(argv)
     message = cli_error(result.stderr, result.returncode)
     assert result.returncode == 2
-    option = words[0].replace("{--}", "--").split("=")[0]
+    option = words[0].replace("{--}", "--").replace("<-->", "--").split("=")[0]
     assert message.startswith(f"--app streamlit sets {option} itself"), message
 
 
