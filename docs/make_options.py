@@ -25,7 +25,9 @@ from jhsingle_native_proxy import cli  # noqa: E402
 # environment or need a sentence).
 _DEFAULT_IN_HELP = re.compile(r"\s*\[default: ([^\]]*)\]")
 # Our flags and the placeholders, set in code font in the help texts.
-_CODE = re.compile(r"(?<![\w`-])(--[A-Za-z][\w.-]*\w(?:=[A-Z]+)?|\{[\w-]+\}|\{\{|\}\}|'\*')")
+_CODE = re.compile(
+    r"(?<![\w`-])(--[A-Za-z][\w.-]*\w(?:=[A-Z]+)?|\{[\w-]+\}|<[\w-]+>|\{\{|\}\}|'\*')"
+)
 
 
 def command() -> click.Command:

@@ -355,8 +355,8 @@ def _options(f):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="The app's command goes after `--`, or among the options with {--} and {-} "
     "standing for its dashes. Placeholders: {port} {base_url} {unix_socket} "
-    "{presentation_path} {presentation_basename} {presentation_dirname} {origin_host} "
-    "{repofolder}; {{ and }} for literal braces.",
+    "{presentation_path} {presentation_basename} {presentation_dirname} {presentation_stem} "
+    "{origin_host} {repofolder}; {{ and }} for literal braces; <port> is {port}, and so on.",
 )
 @_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -4,6 +4,10 @@ The 0.8.3 release and jupyter-server-proxy both document placeholders such as `{
 `{base_url}`; admins also write `{--}` and `{-}` so that the app's own options can sit among ours
 on one command line. We check every placeholder when the proxy starts, so a typo such as
 `{prot}` is one clear error instead of an app started with a literal `{prot}` in its arguments.
+
+Some docs and generated configurations write the placeholders in angle brackets (`<port>`,
+`<-->`). `<name>` is taken as `{name}`, but only for the names below: any other `<...>` (`<b>`,
+`<3`, `<unknown>`) is text, since an app's arguments may well hold HTML or comparisons.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ KNOWN_NAMES = (
     "presentation_path",
     "presentation_basename",
     "presentation_dirname",
+    "presentation_stem",
     "origin_host",
     "repofolder",
 )
@@ -26,7 +31,11 @@ KNOWN_NAMES = (
 # `{--}` and `{-}` are no values: they spell dashes that click would otherwise take as options.
 LITERALS = {"--": "--", "-": "-"}
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_TOKEN = re.compile(
+    r"\{\{|\}\}|\{([^{}]*)\}|[{}]|<("
+    + "|".join(re.escape(name) for name in (*KNOWN_NAMES, *LITERALS))
+    + r")>"
+)
 
 
 class TemplateError(ValueError):
@@ -40,7 +49,7 @@ def _expand(text: str, lookup) -> str:
             return "{"
         if token == "}}":
             return "}"
-        name = match.group(1)
+        name = match.group(1) if match.group(2) is None else match.group(2)
         if name is None:
             raise TemplateError(
                 f"unbalanced {token!r} in {text!r}: write {token * 2} for a literal brace"
@@ -69,6 +78,16 @@ def placeholders(args: Iterable[str]) -> set[str]:
     for arg in args:
         _expand(arg, note)
     return found
+
+
+def spell_dashes(text: str) -> str:
+    """`text` with `{--}` and `{-}` (or `<-->`, `<->`) written as the dashes they stand for and
+    the placeholders as `{name}`: an option's name as the app will read it. A word with bad
+    braces is returned as it is (the start-up check reports it)."""
+    try:
+        return _expand(text, lambda name, source: "{" + name + "}")
+    except TemplateError:
+        return text
 
 
 def substitute(text: str, values: Mapping[str, object]) -> str:

@@ -41,6 +41,7 @@ def substitutions(
         "presentation_path": presentation,
         "presentation_basename": os.path.basename(presentation),
         "presentation_dirname": os.path.dirname(presentation) if presentation else "",
+        "presentation_stem": os.path.splitext(os.path.basename(presentation))[0],
         "origin_host": origin_host,
         "repofolder": settings.repofolder,
     }

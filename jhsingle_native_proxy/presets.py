@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .command import spell_dashes
 from .settings import SettingsError
 
 _HERE = Path(__file__).resolve().parent
@@ -51,6 +52,12 @@ class Preset:
     settings: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     what: str = ""
+    # "file" or "folder" when the app can serve only that kind of path ("" for either).
+    takes: str = ""
+    # The app's options that the proxy relies on (its port, address, base URL): the preset sets
+    # them, or relies on their default. Given again after `--` they would be the app's last word
+    # and the proxy could no longer reach it, so the command line is refused.
+    owns: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {
@@ -71,6 +78,8 @@ PRESETS: dict[str, Preset] = {
         needs_program="streamlit",
         install="pip install streamlit",
         what="a Streamlit script (.py)",
+        takes="file",
+        owns=("--server.port", "--server.address"),
     ),
     "voila": Preset(
         command=(
@@ -86,6 +95,15 @@ PRESETS: dict[str, Preset] = {
         install="pip install voila",
         settings={"ready_check_path": "/voila/static/voila.js"},
         what="a notebook (.ipynb) shown by Voilà",
+        owns=(
+            "--port",
+            "--Voila.port",
+            "--Voila.ip",
+            "--base_url",
+            "--Voila.base_url",
+            "--server_url",
+            "--Voila.server_url",
+        ),
     ),
     "panel": Preset(
         command=(
@@ -104,6 +122,7 @@ PRESETS: dict[str, Preset] = {
         needs_program="panel",
         install="pip install panel",
         what="a Panel app (.py or .ipynb)",
+        owns=("--port", "--address"),
     ),
     "bokeh": Preset(
         command=(
@@ -123,6 +142,7 @@ PRESETS: dict[str, Preset] = {
         install="pip install bokeh",
         settings={"absolute_url": True},
         what="a Bokeh server app (.py, .ipynb or an app folder), at PREFIX/NAME",
+        owns=("--port", "--address", "--prefix"),
     ),
     "dash": Preset(
         command=(
@@ -139,6 +159,7 @@ PRESETS: dict[str, Preset] = {
         install="pip install dash",
         env={"DASH_REQUESTS_PATHNAME_PREFIX": "{base_url}/", "DASH_ROUTES_PATHNAME_PREFIX": "/"},
         what="a .py file that makes a Dash app object",
+        takes="file",
     ),
     "gradio": Preset(
         command=(
@@ -163,6 +184,7 @@ PRESETS: dict[str, Preset] = {
             "GRADIO_ROOT_PATH": "{base_url}",
         },
         what="a .py file that makes a Gradio Blocks or Interface",
+        takes="file",
     ),
     "shiny": Preset(
         command=(
@@ -186,6 +208,8 @@ PRESETS: dict[str, Preset] = {
         command=(_PYTHON, "{static_server}", "--port", "{port}", "{presentation_path}"),
         what="a folder of files (an HTML report, a built Jupyter Book); add --listing after "
         "-- to list folders without index.html",
+        takes="folder",
+        owns=("--port", "--bind"),
     ),
 }
 
@@ -322,10 +346,11 @@ def apply_preset(
         raise PresetError(
             f"--app {name!r} is not known (known: {', '.join(PRESETS)}, auto; see --list-apps)"
         )
-    if checkable and not os.path.exists(path):
-        raise PresetError(f"--app {name}: --presentation-path {path!r} does not exist")
     if not options.get("conda_env"):
         check_installed(name, environ)
+    if checkable:
+        check_path(name, path)
+    check_owned_options(name, command)
     preset = PRESETS[name]
     options = dict(options)
     for key, value in preset.settings.items():
@@ -333,8 +358,32 @@ def apply_preset(
             options[key] = value
     options["env"] = {**preset.env, **(options.get("env") or {})}
     words = preset_command(name, str(options.get("conda_env") or ""))
-    # Braces doubled: the stem is filled in before the placeholders, and a file's name is text,
-    # not a template (`{port}.py` must not become the port, `{x}.py` not an unknown placeholder).
-    stem = Path(path).stem.replace("{", "{{").replace("}", "}}")
-    words = [w.replace("{presentation_stem}", stem) for w in words]
     return options, words + list(command)
+
+
+def check_path(name: str, path: str) -> None:
+    """PresetError when `path` is missing, or is a file where the app serves a folder (or the
+    other way round): one line at start-up, not an app that fails at every start."""
+    if not os.path.exists(path):
+        raise PresetError(f"--app {name}: --presentation-path {path!r} does not exist")
+    takes = PRESETS[name].takes
+    kind = "folder" if os.path.isdir(path) else "file"
+    if takes and kind != takes:
+        hint = " (give the folder that holds it)" if takes == "folder" else ""
+        raise PresetError(
+            f"--app {name} serves a {takes}, and --presentation-path {path!r} is a {kind}{hint}"
+        )
+
+
+def check_owned_options(name: str, command: Collection[str]) -> None:
+    """PresetError when the words added to the preset's command set an option the preset owns
+    (`--server.port N` for streamlit): the app would listen where the proxy does not look."""
+    owned = PRESETS[name].owns
+    for word in command:
+        option = spell_dashes(word).split("=", 1)[0]
+        if option in owned:
+            raise PresetError(
+                f"--app {name} sets {option} itself (the proxy must know the app's port, "
+                f"address and base URL): remove {word!r} from the words after --"
+                + ("; --destport chooses the port" if "port" in option.lower() else "")
+            )

@@ -64,6 +64,10 @@ def configure_logging(settings: Settings) -> None:
     # aiohttp and asyncio are chatty at DEBUG and say nothing an admin needs.
     for name in ("asyncio", "aiohttp"):
         logging.getLogger(name).setLevel(logging.INFO if settings.debug else logging.WARNING)
+    # Importing jupyterhub.services.auth loads alembic (through JupyterHub's database module),
+    # which logs its plugins at INFO under whatever root logger it finds: seven lines of noise
+    # at the top of every hub-mode log. We never use JupyterHub's database.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def ssl_contexts(settings: Settings):

@@ -114,13 +114,13 @@ def test_substitutions_reach_the_app(start_proxy, tmp_path):
             "{port}",
             "--say",
             "{base_url}|{presentation_path}|{presentation_basename}|{presentation_dirname}"
-            "|{{literal}}|{unix_socket}|",
+            "|{presentation_stem}|{{literal}}|{unix_socket}|",
         ],
     )
     argv = app_argv(proxy)
     said = argv[argv.index("--say") + 1]
     assert said == (
-        f"/user/alice|{tmp_path}/deck/Talk.ipynb|Talk.ipynb|{tmp_path}/deck|{{literal}}||"
+        f"/user/alice|{tmp_path}/deck/Talk.ipynb|Talk.ipynb|{tmp_path}/deck|Talk|{{literal}}||"
     )
     assert argv[0].isdigit()
 
@@ -245,3 +245,38 @@ def test_jupyterhub_root_dir_is_the_apps_working_directory(start_proxy, tmp_path
     root.mkdir()
     proxy = start_proxy(env={"JUPYTERHUB_ROOT_DIR": str(root)})
     assert f"echo app cwd: {root}" in proxy.log()
+
+
+def test_hub_mode_log_has_no_alembic_lines(start_proxy):
+    """Importing JupyterHub's client under our logging let alembic log seven INFO lines at the
+    top of every hub-mode log."""
+    from test_security import hub_env
+
+    proxy = start_proxy(authtype="oauth", env=hub_env(), wait="listening")
+    proxy.wait_log("The app is ready")
+    # The login redirect: JupyterHub's client has been imported and used.
+    assert proxy.get("echo", headers={"Accept": "text/html"}).status == 302
+    assert "alembic" not in proxy.log()
+
+
+def test_angle_bracket_placeholders_reach_the_app_as_values(start_proxy, tmp_path):
+    """`<port>` (as some docs and generated configurations write it) reached the app as it
+    was, and the app crash-looped. Now it is `{port}`; `<b>` stays the app's text."""
+    proxy = start_proxy(
+        ["--presentation-path", "Talk.ipynb"],
+        app=[sys.executable, ECHO_APP, "<port>", "--say", "<b><base_url>|<presentation_stem></b>"],
+    )
+    assert proxy.get("echo").status == 200
+    argv = app_argv(proxy)
+    assert argv[0].isdigit()
+    assert argv[argv.index("--say") + 1] == "<b>/user/alice|Talk</b>"
+
+
+def test_angle_bracket_dashes_among_our_options(start_proxy):
+    """0.8.3's inline form with `<-->`/`<->` for the app's dashes."""
+    port = free_port()
+    raw_argv = ["--authtype", "none", sys.executable, "<->u", ECHO_APP, "<port>"]
+    raw_argv += ["<-->say", "inline", "--port", str(port)]
+    proxy = start_proxy(raw_argv=raw_argv, port=port, prefix="/")
+    assert app_argv(proxy)[1:] == ["--say", "inline"]
+    assert proxy.get("echo").status == 200

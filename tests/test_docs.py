@@ -25,12 +25,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
+
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -437,3 +440,18 @@ def test_the_migration_guide_says_which_0_8_3_flags_the_command_takes():
             did = result.stderr.strip().splitlines()[-1] if result.returncode else "accepted"
             wrong.append(f"{' '.join(args)}: the guide says {said}, the command: {did}")
     assert not wrong, "docs/migrating-from-0.8.3.md is wrong about:\n" + "\n".join(wrong)
+
+
+def test_readmes_first_demo_serves_the_demo_page_not_the_checkout(start_proxy):
+    """The first command a newcomer runs served the folder it was run in, `.git/` included."""
+    blocks, _ = split_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    install, _, demo = blocks[0].partition(" && ")
+    assert install == "pip install ."
+    program, *argv = shlex.split(demo)
+    assert program == "jhsingle-native-proxy"
+    port = free_port()
+    proxy = start_proxy(raw_argv=["--port", str(port), *argv], port=port, prefix="/", cwd=ROOT)
+    page = proxy.get("")
+    assert page.status == 200 and b"<title>jhsingle-native-proxy: demo app" in page.body
+    assert proxy.get(".git/HEAD").status == 404
+    assert proxy.get("README.md").status == 404

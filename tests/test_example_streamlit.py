@@ -5,10 +5,12 @@ of any host but the proxy."""
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from example_support import HOW, PREFIX, require, running
+from example_support import HOW, PREFIX, require, require_program, running
 
 pytestmark = pytest.mark.examples
 
@@ -40,3 +42,17 @@ def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path, how):
         assert not socket.is_closed()
         screenshot(page, f"example-streamlit-{how}")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"
+
+
+def test_streamlit_hello_with_an_angle_bracket_port_answers(start_proxy):
+    """README's line, for real: `-- streamlit hello --server.port <port>` (the app was given a
+    literal `<port>` and crash-looped)."""
+    require_program("streamlit")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if "streamlit hello --server.port <port>" in x)
+    ours, _, app = line.partition(" -- ")
+    assert ours == "jhsingle-native-proxy --authtype none"
+    proxy = start_proxy(["--ready-timeout", "60"], app=shlex.split(app), wait="listening")
+    proxy.wait_ready(timeout=90)
+    health = proxy.get("_stcore/health")
+    assert (health.status, health.body) == (200, b"ok")

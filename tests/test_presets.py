@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from conftest import cli_error, free_port, run_cli, wait_for
 from jhsingle_native_proxy import command as command_templates
 from jhsingle_native_proxy import presets
 from jhsingle_native_proxy.cli import parse_args
+from jhsingle_native_proxy.launch import build_launch
 from jhsingle_native_proxy.presets import PRESETS, PresetError, infer_app
 
 NO_HUB = {"PATH": "/usr/bin:/bin"}
@@ -36,8 +38,7 @@ def installed(monkeypatch):
 
 def test_every_preset_uses_only_known_placeholders():
     for name in PRESETS:
-        words = [w.replace("{presentation_stem}", "x") for w in presets.preset_command(name)]
-        command_templates.placeholders(words)  # raises on an unknown one
+        command_templates.placeholders(presets.preset_command(name))  # raises on an unknown one
         command_templates.placeholders(PRESETS[name].env.values())
 
 
@@ -107,7 +108,8 @@ def test_words_after_the_double_dash_are_appended(installed):
 
 def test_panel_serves_the_app_at_the_prefix(installed):
     s = settings_for("--app", "panel", "--presentation-path", str(EXAMPLES / "panel_app.py"))
-    assert s.command[-2:] == ("--index", "panel_app")
+    argv = build_launch(s, 4321).argv
+    assert argv[-2:] == ["--index", "panel_app"]
 
 
 def test_a_missing_framework_is_one_line_naming_the_package(tmp_path):
@@ -136,6 +138,23 @@ def test_list_apps_shows_each_command():
     for name in [*PRESETS, "auto"]:
         assert f"\n{name}\t" in "\n" + result.stdout
     assert "streamlit run {presentation_path} --server.port {port}" in result.stdout
+
+
+def test_every_placeholder_list_apps_prints_is_accepted(installed):
+    """A user copies a command --list-apps prints: each of its placeholders must be one the
+    command line accepts (it once printed {presentation_stem}, an unknown placeholder)."""
+    result = run_cli(["--list-apps"])
+    assert result.returncode == 0, result.stderr
+    printed = set(re.findall(r"\{(\w+)\}", result.stdout))
+    assert {"port", "presentation_path", "presentation_stem"} <= printed
+    for line in result.stdout.splitlines():
+        if line.startswith("\t") and not line.startswith(("\tproxy:", "\tenvironment:")):
+            command = shlex.split(line)
+            s = settings_for("--presentation-path", str(EXAMPLES / "panel_app.py"), "--", *command)
+            assert s.placeholders <= set(printed), line
+    for name in printed:
+        s = settings_for("--", "app", "{" + name + "}")
+        assert s.placeholders == {name}
 
 
 def test_a_config_server_may_name_a_preset(tmp_path, installed):
@@ -397,3 +416,73 @@ def test_the_runner_without_its_framework_says_what_to_install(tmp_path, name):
         f"Error: --app {name} needs {name}, which {sys.executable} cannot import: "
         f"pip install {name}"
     )
+
+
+# -- issue 19: rough edges -----------------------------------------------------------------
+
+
+def test_static_given_a_file_fails_at_start_with_one_line(tmp_path):
+    """It crash-looped (the static server exits, backing off to 30 s): now one line, at once."""
+    report = tmp_path / "report.html"
+    report.write_text("<h1>report</h1>")
+    result = run_cli(["--authtype", "none", "--app", "static", "--presentation-path", str(report)])
+    assert cli_error(result.stderr, result.returncode) == (
+        f"--app static serves a folder, and --presentation-path {str(report)!r} is a file "
+        "(give the folder that holds it)"
+    )
+
+
+def test_a_preset_for_one_file_refuses_a_folder(tmp_path, installed):
+    with pytest.raises(PresetError, match="serves a file, and .* is a folder"):
+        settings_for("--app", "streamlit", "--presentation-path", str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["--server.port", "8502"],
+        ["--server.port=8502"],
+        ["--server.address", "0.0.0.0"],
+        ["{--}server.port", "8502"],
+        ["<-->server.port", "8502"],
+    ],
+)
+def test_words_after_the_dashes_may_not_move_the_apps_port(words):
+    """`--app streamlit ... -- --server.port N`: the app listened on N while the proxy waited
+    on {port}, and readiness failed without a word why. Now a usage error naming the option."""
+    app = str(EXAMPLES / "streamlit_app.py")
+    argv = ["--authtype", "none", "--app", "streamlit", "--presentation-path", app, "--", *words]
+    result = run_cli(argv)
+    message = cli_error(result.stderr, result.returncode)
+    assert result.returncode == 2
+    option = words[0].replace("{--}", "--").replace("<-->", "--").split("=")[0]
+    assert message.startswith(f"--app streamlit sets {option} itself"), message
+
+
+def test_other_words_after_the_dashes_are_still_the_apps(installed):
+    app = str(EXAMPLES / "streamlit_app.py")
+    s = settings_for("--app", "streamlit", "--presentation-path", app, "--", "--theme.base", "dark")
+    assert s.command[-2:] == ("--theme.base", "dark")
+    s = settings_for("--app", "dash", "--presentation-path", str(EXAMPLES / "dash_app.py"),
+                     "--", "--port", "1")  # fmt: skip
+    assert s.command[-2:] == ("--port", "1")  # the runner hands words after the file to the app
+
+
+def test_each_preset_owns_the_options_that_carry_its_port_address_and_base_url():
+    """The `owns` column is checked against the commands: an option whose value is the port,
+    the loopback address or the base URL must be owned (else `--` could override it), unless
+    the command hands words after the file to the app (our runner, R's -e)."""
+    passes_words_on = {"dash", "gradio", "shiny"}
+    for name, preset in PRESETS.items():
+        command = list(preset.command)
+        carried = set()
+        for i, word in enumerate(command):
+            option, _, value = word.partition("=")
+            if not value and i + 1 < len(command) and not command[i + 1].startswith("-"):
+                value = command[i + 1]
+            if option.startswith("--") and re.search(r"\{port\}|\{base_url\}|127\.0\.0\.1", value):
+                carried.add(option)
+        if name in passes_words_on:
+            assert not preset.owns, name
+        else:
+            assert carried and carried <= set(preset.owns), (name, carried)

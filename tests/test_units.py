@@ -35,6 +35,47 @@ def test_placeholders_lists_what_a_command_uses():
     }
 
 
+ANGLE_VALUES = {"port": 9000, "base_url": "/user/a", "presentation_path": "/srv/<port>.py"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<port>", "9000"),
+        ("--server.port=<port>", "--server.port=9000"),
+        ("<base_url>/x<port>y", "/user/a/x9000y"),
+        ("<-->server.port", "--server.port"),
+        ("<->m", "-m"),
+        ("<<port>>", "<9000>"),
+        ("{{<port>}}", "{9000}"),
+        ("<{port}>", "<9000>"),
+        # A value is text: a path holding `<port>` is not filled in again.
+        ("<presentation_path>", "/srv/<port>.py"),
+        # Other angle brackets are the app's text.
+        ("<b>bold</b>", "<b>bold</b>"),
+        ("<3", "<3"),
+        ("a<port", "a<port"),
+        ("port>", "port>"),
+        ("<unknown>", "<unknown>"),
+        ("<PORT>", "<PORT>"),
+        ("<port >", "<port >"),
+        ("<--->", "<--->"),
+        ("<>", "<>"),
+    ],
+)
+def test_angle_brackets_spell_the_known_placeholders_only(text, expected):
+    assert command.substitute(text, ANGLE_VALUES) == expected
+
+
+def test_angle_placeholders_are_checked_and_listed_like_braces():
+    used = ["<port>", "<origin_host>:<port>", "<-->y", "<b>", "<unknown>", "<3"]
+    assert command.placeholders(used) == {"port", "origin_host"}
+    assert command.spell_dashes("<-->server.port=<port>") == "--server.port={port}"
+    # Only braces can misspell a placeholder: an unknown name in angle brackets is text.
+    with pytest.raises(command.TemplateError, match="unknown placeholder"):
+        command.placeholders(["{unknown}"])
+
+
 def test_singleuser_traits_are_taken_out_and_app_options_kept():
     rest, traits = split_singleuser_traits(
         [
