@@ -316,6 +316,28 @@ async def ws_try(url: str, headers: dict) -> str:
         return f"refused:{e.status}"
 
 
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """podman with the tests' containers.conf (tests/podman_image.py), for the whole session;
+    the containers it named are removed at the end. Skipped without podman, failed under CI."""
+    from podman_image import Podman, require_podman
+
+    require_podman()
+    p = Podman(tmp_path_factory.mktemp("podman"))
+    try:
+        yield p
+    finally:
+        p.remove_all()
+
+
+@pytest.fixture(scope="session")
+def image(podman, tmp_path_factory) -> str:
+    """The top-level Dockerfile, built once per session (its base made first if podman lacks it)."""
+    from podman_image import build_image
+
+    return build_image(podman, tmp_path_factory.mktemp("base"))
+
+
 def pytest_terminal_summary(terminalreporter):
     """The reliability suite's figures, as one table, and as JSON in test-artifacts/."""
     import loadgen

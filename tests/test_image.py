@@ -1,20 +1,14 @@
 """The top-level Dockerfile: linted with hadolint, built with podman, and run as a spawner would.
 
-No container registry is reachable here, so the base image `debian:bookworm-slim` is made
-locally with debootstrap (minbase) from the machine's Debian mirror and imported under that
-name; it is kept in podman's storage, so later runs on the same machine skip that step. The
-build never pulls (`--pull=never`). Podman runs with its own containers.conf, written to a temp
-folder and named by CONTAINERS_CONF: runc as the runtime and explicit rlimits (on these machines
-crun cannot start containers and the default rlimits are refused).
-
-HTTPS from inside the build may be re-signed by a local CA that only the host's bundle holds:
-pip gets that bundle the way the README tells corporate users to, as build secrets (a pip.conf
-naming /run/secrets/ca.crt), and a test checks that nothing of it stays in the image.
+How the image is built (a debootstrap base, podman's own containers.conf, the build secrets) is
+in tests/podman_image.py, which makes the session's `podman` and `image` fixtures; a test here
+checks that nothing of the build's secrets stays in the image.
 
 Containers run on the host's network, listening on 127.0.0.1 only, and each is removed in a
 `finally`. Without podman (or runc, or root for debootstrap) the tests are skipped, except under
 CI (the CI variable set), where that is a failure. `JHSNP_IMAGE=full` adds a heavier test: an
 image built with `APP_REQUIREMENTS=streamlit` serving Streamlit's demo through the proxy.
+tests/test_spawner.py runs the image as JupyterHub's DockerSpawner does.
 """
 
 from __future__ import annotations
@@ -27,18 +21,13 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import cli_error, free_port, request, wait_for
+from podman_image import DOCKERFILE, Podman, tail, unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILE = ROOT / "Dockerfile"
-BASE = "debian:bookworm-slim"
-IMAGE = "localhost/jhsingle-native-proxy:test"
 APP_IMAGE = "localhost/jhsingle-native-proxy:test-app"
 STREAMLIT_IMAGE = "localhost/jhsingle-native-proxy:test-streamlit"
 PREFIX = "/user/test/"
@@ -46,27 +35,8 @@ PREFIX = "/user/test/"
 APP_REQUIREMENTS = "iniconfig tomli-w"
 # The demo app as the image's CMD runs it (README's "try it without a hub" command uses it too).
 DEMO_APP = shlex.split("python3 -m http.server --bind 127.0.0.1 --directory /opt/jhsnp-demo {port}")
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=16384:16384", "nproc=4096:4096"]
-
-[engine]
-runtime = "runc"
-"""
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
-
-
-def unavailable(message: str) -> None:
-    """Skip the test; fail instead under CI, which must never skip the image silently."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set: the image test must run)")
-    pytest.skip(message)
-
-
-def tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.splitlines()[-lines:])
 
 
 # --- hadolint ---------------------------------------------------------------------------------
@@ -90,194 +60,6 @@ def test_dockerfile_passes_hadolint():
 
 
 # --- podman -----------------------------------------------------------------------------------
-
-
-class Podman:
-    """`podman` with this module's containers.conf; remembers the containers it started."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        conf = directory / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
-        self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        self.names: list[str] = []
-
-    def __call__(
-        self, *args: str, timeout: float = 120, check: bool = True
-    ) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            ["podman", *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"podman {' '.join(args)} exited with {result.returncode}:\n"
-                f"{tail(result.stdout)}\n{tail(result.stderr)}"
-            )
-        return result
-
-    def name(self) -> str:
-        """A fresh container name, removed by `remove_all` whatever happens."""
-        name = f"jhsnp-test-{uuid.uuid4().hex[:12]}"
-        self.names.append(name)
-        return name
-
-    def remove(self, name: str) -> None:
-        self("rm", "-f", "--time", "5", name, timeout=60, check=False)
-
-    def remove_all(self) -> None:
-        for name in self.names:
-            self.remove(name)
-
-    def image_id(self, image: str) -> str | None:
-        result = self("image", "inspect", "--format", "{{.Id}}", image, check=False)
-        return result.stdout.strip() if result.returncode == 0 else None
-
-    def build(self, tag: str, *args: str, timeout: float = 600, fail: bool = False) -> float:
-        """Build the Dockerfile as `tag`; return the seconds it took. The image it replaces is
-        removed, so repeated runs leave no dangling images (its layers stay as the cache).
-        With `fail`, the build must fail instead: return its output."""
-        previous = self.image_id(tag)
-        secrets = []
-        if HOST_CA.is_file():
-            pip_conf = self.directory / "pip.conf"
-            pip_conf.write_text("[global]\ncert = /run/secrets/ca.crt\n")
-            secrets = ["--secret", f"id=pip.conf,src={pip_conf}"]
-            secrets += ["--secret", f"id=ca.crt,src={HOST_CA}"]
-        log = self.directory / f"build-{tag.rsplit(':', 1)[-1]}.log"
-        started = time.monotonic()
-        with open(log, "wb") as out:
-            result = subprocess.run(
-                ["podman", "build", "--pull=never", "--network=host", *secrets, *args]
-                + ["--tag", tag, "--file", str(DOCKERFILE), str(ROOT)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-            )
-        took = time.monotonic() - started
-        text = log.read_text(errors="replace")
-        if fail:
-            assert result.returncode != 0, f"podman build succeeded:\n{tail(text, 60)}"
-            return text
-        assert result.returncode == 0, f"podman build failed:\n{tail(text, 60)}"
-        current = self.image_id(tag)
-        if previous and previous != current:
-            self("rmi", previous, check=False)
-        return took
-
-
-def debian_mirror(suite: str = "bookworm") -> str:
-    """The Debian mirror of this machine's apt sources for `suite`, or deb.debian.org."""
-    sources = Path("/etc/apt")
-    for path in [
-        sources / "sources.list",
-        *sorted(sources.glob("sources.list.d/*.sources")),
-        *sorted(sources.glob("sources.list.d/*.list")),
-    ]:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        if path.suffix == ".sources":  # deb822: blocks of "Field: value" lines
-            for block in re.split(r"\n\s*\n", text):
-                fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", block, re.M))
-                if (
-                    suite in fields.get("Suites", "").split()
-                    and "deb" in fields.get("Types", "").split()
-                ):
-                    for uri in fields.get("URIs", "").split():
-                        if uri.startswith("http"):
-                            return uri.rstrip("/")
-        else:
-            for line in text.splitlines():
-                words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
-                if (
-                    len(words) >= 3
-                    and words[:1] == ["deb"]
-                    and words[2] == suite
-                    and words[1].startswith("http")
-                ):
-                    return words[1].rstrip("/")
-    return "http://deb.debian.org/debian"
-
-
-def ensure_base(podman: Podman, directory: Path) -> str:
-    """Make `debian:bookworm-slim` with debootstrap unless podman already has it."""
-    if podman("image", "exists", BASE, check=False).returncode == 0:
-        return "cached"
-    if os.geteuid() != 0:
-        unavailable(f"{BASE} is not in podman's storage, and debootstrap needs root to make it")
-    debootstrap = shutil.which("debootstrap", path=os.environ["PATH"] + ":/usr/sbin:/sbin")
-    if debootstrap is None:
-        unavailable("debootstrap is not installed (apt-get install debootstrap)")
-    rootfs = directory / "rootfs"
-    mirror = debian_mirror()
-    started = time.monotonic()
-    try:
-        result = subprocess.run(
-            [debootstrap, "--variant=minbase", "bookworm", str(rootfs), mirror],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-        )
-        assert result.returncode == 0, (
-            f"debootstrap from {mirror} failed:\n{tail(result.stdout)}\n{tail(result.stderr)}"
-        )
-        # Like the real slim image: no package lists, no downloaded packages.
-        for leftover in [
-            *rootfs.glob("var/lib/apt/lists/*_*"),
-            *rootfs.glob("var/cache/apt/*.bin"),
-            *rootfs.glob("var/cache/apt/archives/*.deb"),
-        ]:
-            leftover.unlink()
-        tar = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
-        )
-        try:
-            imported = subprocess.run(
-                ["podman", "import", "-", BASE],
-                stdin=tar.stdout,
-                capture_output=True,
-                text=True,
-                env=podman.env,
-                timeout=300,
-            )
-        finally:
-            tar.stdout.close()
-            tar.wait(60)
-        assert imported.returncode == 0 and tar.returncode == 0, imported.stderr
-    finally:
-        shutil.rmtree(rootfs, ignore_errors=True)
-    return f"debootstrap from {mirror} and import: {time.monotonic() - started:.0f}s"
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory) -> Iterator[Podman]:
-    if shutil.which("podman") is None:
-        unavailable("podman is not installed (apt-get install podman runc debootstrap)")
-    if shutil.which("runc", path=os.environ["PATH"] + ":/usr/sbin:/sbin") is None:
-        unavailable("runc is not installed (apt-get install runc): podman runs with runc here")
-    p = Podman(tmp_path_factory.mktemp("podman"))
-    try:
-        yield p
-    finally:
-        p.remove_all()
-
-
-@pytest.fixture(scope="module")
-def image(podman, tmp_path_factory) -> str:
-    """The Dockerfile, built as the `IMAGE` tag (the base made first if podman lacks it)."""
-    base = ensure_base(podman, tmp_path_factory.mktemp("base"))
-    took = podman.build(IMAGE)
-    sys.stderr.write(f"\n[image] base: {base}; build: {took:.0f}s\n")
-    return IMAGE
 
 
 @contextlib.contextmanager
