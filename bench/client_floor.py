@@ -85,7 +85,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The proxy's own list of headers never relayed either way.
-from jhsingle_native_proxy.proxy.headers import HOP_BY_HOP
+from jhsingle_native_proxy.http_hygiene import HOP_BY_HOP
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_APP = ROOT / "tests" / "apps" / "echo_app.py"

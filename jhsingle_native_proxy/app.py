@@ -16,8 +16,8 @@ from .activity import isoformat
 from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
+from .http_hygiene import scrub_uri
 from .proxy.app_request import CLIENT_GONE
-from .proxy.headers import scrub_uri
 from .proxy.http import PROXIED_METHODS, ProxyHandler
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState

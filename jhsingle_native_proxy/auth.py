@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from tornado import web
 
+from . import http_hygiene as h
 from . import pages
-from .proxy import headers as h
 from .settings import HUB_CALL_TIMEOUT, HubSettings
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from tornado import httputil, web
 from . import pages
 from .activity import ActivityTracker
 from .auth import process_secret
-from .proxy.framing import policy as framing_policy
-from .proxy.headers import scrub_uri
+from .framing import policy as framing_policy
+from .http_hygiene import scrub_uri
 from .settings import Settings
 from .supervisor import AppSupervisor
 

@@ -22,8 +22,8 @@ import sys
 import click
 
 from ._version import __version__
+from .http_hygiene import header_problem
 from .presets import apply_preset, describe_presets
-from .proxy.headers import header_problem
 from .serverproxy import (
     ConfigError,
     describe_servers,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .command import substitute, substitute_all
-from .proxy.headers import header_problem
+from .http_hygiene import header_problem
 from .serverproxy import CALLABLE_ARGUMENTS, ConfigError, call_with_arguments
 from .settings import Settings
 

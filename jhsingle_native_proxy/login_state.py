@@ -28,7 +28,7 @@ import secrets
 
 from jupyterhub.services.auth import HubOAuth
 
-from .proxy.headers import leaves_origin
+from .http_hygiene import leaves_origin
 
 # The longest address a login returns to (a longer one is replaced by the server's home page):
 # the state, with it, must fit in a signed cookie of at most 4 KiB.

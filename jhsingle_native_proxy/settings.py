@@ -18,9 +18,9 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from . import command as command_templates
+from .framing import DEFAULT_SOURCES, sources_problem
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
-from .proxy.framing import DEFAULT_SOURCES, sources_problem
-from .proxy.headers import is_ip_address, is_loopback_name, split_host
+from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .repo_url import default_folder, redact
 
 DEFAULT_IP = "127.0.0.1"
@@ -192,7 +192,7 @@ class Settings:
     hub_probe_timeout: float = 25.0
     # --hide-hub-token: the app's environment has no JUPYTERHUB_API_TOKEN (nor JPY_API_TOKEN).
     hide_hub_token: bool = False
-    # --frame-ancestors: the CSP sources that may frame the app's pages and ours (proxy.framing).
+    # --frame-ancestors: the CSP sources that may frame the app's pages and ours (framing.py).
     frame_ancestors: str = DEFAULT_SOURCES
     # jupyter-server-proxy's server-process options. From the command line, dicts; from a
     # config file or plugin (server_*), dicts or callables. Command-line keys win.

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 
 from browser import chromium_page, screenshot
 from conftest import APPS, cli_error, request, run_cli
-from jhsingle_native_proxy.proxy.framing import (
+from jhsingle_native_proxy.framing import (
     names_frame_ancestors,
     policy_to_add,
     sources_problem,

@@ -15,9 +15,9 @@ import pytest
 from test_security import hub_env
 
 from conftest import ECHO_APP, console_form, request, wait_for
+from jhsingle_native_proxy import http_hygiene as h
 from jhsingle_native_proxy.log_lines import escape_controls
 from jhsingle_native_proxy.login_state import without_dot_segments
-from jhsingle_native_proxy.proxy import headers as h
 from jhsingle_native_proxy.settings import build_settings
 
 PREFIX = "/user/alice/"

@@ -18,10 +18,10 @@ import pytest
 from tornado import httputil, web
 
 from conftest import APPS
+from jhsingle_native_proxy import http_hygiene as h
 from jhsingle_native_proxy.auth import AuthMixin, app_may_set_cookie, is_hub_cookie
 from jhsingle_native_proxy.base import BaseHandler
 from jhsingle_native_proxy.login_state import without_dot_segments
-from jhsingle_native_proxy.proxy import headers as h
 from jhsingle_native_proxy.proxy.app_request import AppRequestMixin
 from jhsingle_native_proxy.proxy.app_websocket import upgrade_problem, upgrade_request
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from jhsingle_native_proxy import command, repo_url
-from jhsingle_native_proxy.proxy import headers as h
+from jhsingle_native_proxy import http_hygiene as h
 from jhsingle_native_proxy.singleuser_flags import split_singleuser_traits
 
 

@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 from tornado import web
 
+from .. import http_hygiene as h
 from .. import pages
 from ..auth import is_hub_cookie, user_info
 from ..base import RESERVED
 from ..serverproxy import map_path
 from ..supervisor import AppState
-from . import headers as h
 
 log = logging.getLogger("jhsingle_native_proxy")
 

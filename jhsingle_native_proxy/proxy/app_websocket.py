@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from tornado import httputil
 
-from . import headers as h
+from .. import http_hygiene as h
 
 # Headers that belong to the websocket handshake itself: the proxy makes its own for the app.
 # Sec-WebSocket-Extensions goes too: with no extension (permessage-deflate) agreed on either

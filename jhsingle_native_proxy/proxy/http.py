@@ -19,10 +19,10 @@ import aiohttp
 from tornado import iostream, web
 from yarl import URL
 
+from .. import framing
+from .. import http_hygiene as h
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
-from . import framing
-from . import headers as h
 from .app_request import AppRequestMixin
 
 log = logging.getLogger("jhsingle_native_proxy")

@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from tornado import httputil, iostream, websocket
 from tornado.routing import Matcher, PathMatches
 
+from .. import http_hygiene as h
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from . import frames
-from . import headers as h
 from .app_request import AppRequestMixin
 from .app_websocket import (
     HANDSHAKE,
