@@ -52,6 +52,7 @@ FOREIGN_COLUMN = re.compile(r"0\.8\.3|standaloneproxy", re.IGNORECASE)
 FOREIGN_FLAGS = {
     "README.md": {
         "--server.baseUrlPath": "Streamlit's (the app needs none behind the proxy)",
+        "--server.port": "Streamlit's (the streamlit preset sets it: a usage error after --)",
         "--prefix": "Bokeh's (the bokeh preset passes it)",
         "--disable-user-config": "jupyterhub-singleuser's: taken off before click and logged "
         "as ignored (singleuser_flags.py)",
@@ -445,8 +446,8 @@ def test_the_migration_guide_says_which_0_8_3_flags_the_command_takes():
 def test_readmes_first_demo_serves_the_demo_page_not_the_checkout(start_proxy):
     """The first command a newcomer runs served the folder it was run in, `.git/` included."""
     blocks, _ = split_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
-    install, _, demo = blocks[0].partition(" && ")
-    assert install == "pip install ."
+    *install, demo = blocks[0].split(" && ")
+    assert install == ["python3 -m venv .venv", ". .venv/bin/activate", "pip install ."]
     program, *argv = shlex.split(demo)
     assert program == "jhsingle-native-proxy"
     port = free_port()
