@@ -53,7 +53,11 @@ def test_the_console_page_asks_for_news_once_a_second(start_proxy):
         page.on(
             "request", lambda r: asked.append(r.url) if r.url.endswith("console.json") else None
         )
-        page.clock.install()
+        # Installed, the page's clock still runs with real time; paused, it moves only when
+        # told (run_for), however slow the machine.
+        start = datetime(2026, 1, 1)
+        page.clock.install(time=start)
+        page.clock.pause_at(start)
         page.goto(proxy.url("_jhsnp/"))
         for n in range(3):
             # The app prints a line for this request: the next poll must bring it.
