@@ -110,6 +110,10 @@ def make_app(services: Services) -> web.Application:
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
     status, websockets, proxied = StatusHandler, WebSocketProxyHandler, ProxyHandler
     console = dict(CONSOLE_ROUTES)
+    if services.deployment is not None:
+        from .revisions_console import ROUTES as REVISION_ROUTES
+
+        console.update(REVISION_ROUTES)
     if services.hub_auth is not None:
         # Only now: JupyterHub's client is heavy, and --authtype none has no use for it.
         from .hub_login import OAuthCallbackHandler, with_hub_login

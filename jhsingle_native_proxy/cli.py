@@ -24,6 +24,7 @@ import click
 from ._version import __version__
 from .http_hygiene import header_problem
 from .presets import apply_preset, describe_presets
+from .publish_options import publish_options, publish_problem, publish_settings
 from .serverproxy import (
     ConfigError,
     describe_servers,
@@ -359,6 +360,7 @@ def _options(f):
     "{origin_host} {repofolder}; {{ and }} for literal braces; <port> is {port}, and so on.",
 )
 @_options
+@publish_options
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)
 def _command(command: tuple[str, ...], disable_user_config: bool, **options) -> dict:
@@ -439,7 +441,11 @@ def parse_args(argv: list[str], environ: dict[str, str]):
     for name, value in options["request_header"].items():
         if problem := header_problem(name, value):
             raise SettingsError(f"--request-header: {problem}")
-    return build_settings(options, command, environ)
+    options["publish"] = publish_settings(options)
+    settings = build_settings(options, command, environ)
+    if problem := publish_problem(settings):
+        raise SettingsError(problem)
+    return settings
 
 
 def pairs(values, option: str) -> dict[str, str]:

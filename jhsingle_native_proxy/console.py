@@ -119,18 +119,20 @@ class ConsoleHandler(ConsoleBase):
     """`{prefix}_jhsnp/`: the page."""
 
     async def get(self) -> None:
-        s = self.services.settings
+        s, deployment = self.services.settings, self.services.deployment
         from .repo_url import redact
 
         page = pages.console_page(
             console_view(self.services.supervisor.status()),
             status_url=self.console_url(STATUS),
             restart_url=self.console_url(RESTART),
-            pull_url=self.console_url(PULL) if s.repo else "",
+            # Publish mode pulls nothing: each revision is a clean checkout (revisions below).
+            pull_url=self.console_url(PULL) if s.repo and not s.publish.follow else "",
             app_url=s.prefix,
             repo=redact(s.repo) if s.repo else "",
             branch=s.repobranch,
             form_token=self.form_token(),
+            deployment=deployment.view(with_output=True) if deployment else None,
         )
         self.send_page(200, page)
 

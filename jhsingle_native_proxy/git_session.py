@@ -194,6 +194,11 @@ class Session:
     def _command(self, args: tuple[str, ...]) -> list[str]:
         return [git.Git.GIT_PYTHON_GIT_EXECUTABLE, *_CONFIG, *self._git_config, *args]
 
+    def command_line(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """argv and the variables to add to the environment, for a caller that runs git itself
+        (publish mode, from the event loop): the same rules, credentials in the variables only."""
+        return self._command(args), dict(self._env)
+
     def git(self, cwd: str | None, *args: str, check: bool = True) -> Result:
         """Run one git command to completion within the deadline."""
         limit = self.remaining()

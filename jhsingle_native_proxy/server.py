@@ -180,9 +180,16 @@ async def serve(settings: Settings) -> None:
     app_environ, resolve = conda_environment(settings)
     sockets = listen(settings)
     socket_path, private_dir = app_socket_path(settings)
-    supervisor = AppSupervisor(
-        settings, unix_socket=socket_path, environ=app_environ, resolve_command=resolve
-    )
+    deployment = None
+    if settings.publish.follow:
+        from .deployment import Deployment
+
+        deployment = Deployment(settings, environ=app_environ, resolve_command=resolve)
+        supervisor = deployment.live
+    else:
+        supervisor = AppSupervisor(
+            settings, unix_socket=socket_path, environ=app_environ, resolve_command=resolve
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -196,8 +203,10 @@ async def serve(settings: Settings) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(supervisor.launched.wait(), LAUNCH_WAIT)
         server, reporter, session = _proxy_server(
-            settings, supervisor, socket_path, server_ssl, client_ssl
+            settings, supervisor, socket_path, server_ssl, client_ssl, deployment
         )
+        if deployment is not None:
+            deployment.attach(server.request_callback.settings["services"])
         server.add_sockets(sockets)
         scheme = "https" if server_ssl else "http"
         log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
@@ -217,7 +226,7 @@ async def serve(settings: Settings) -> None:
             server.stop()
         if reporter is not None:
             await reporter.stop()
-        await supervisor.stop()
+        await (deployment.stop() if deployment is not None else supervisor.stop())
         if server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.close_all_connections(), 2)
@@ -232,7 +241,12 @@ async def serve(settings: Settings) -> None:
 
 
 def _proxy_server(
-    settings: Settings, supervisor: AppSupervisor, socket_path: str, server_ssl, client_ssl
+    settings: Settings,
+    supervisor: AppSupervisor,
+    socket_path: str,
+    server_ssl,
+    client_ssl,
+    deployment=None,
 ):
     """The HTTP server, the activity reporter and the client session to the app.
 
@@ -256,6 +270,7 @@ def _proxy_server(
         activity=tracker,
         started_at=time.monotonic(),
         app_turns=asyncio.Semaphore(APP_TURNS),
+        deployment=deployment,
     )
     if settings.authtype == "oauth":
         from .hub_login import make_hub_auth

@@ -21,6 +21,7 @@ from . import command as command_templates
 from .framing import DEFAULT_SOURCES, sources_problem
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
+from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
 
 DEFAULT_IP = "127.0.0.1"
@@ -213,6 +214,8 @@ class Settings:
     ignored_flags: tuple[str, ...] = ()
     # The environment the proxy was started with; the app inherits it.
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # --follow and its options (publish_options.py).
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
     @property
     def base_url(self) -> str:

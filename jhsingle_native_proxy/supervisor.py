@@ -223,6 +223,9 @@ class AppSupervisor:
         self._ready_since: float | None = None
         # A restart was asked for: the instance that ends next is not a failure.
         self._restart_asked = False
+        # The proxy's connections to this app under way (requests, websockets): publish mode's
+        # switch lets them end before it ends an old revision's app (deployment.py).
+        self.connections: set[object] = set()
 
     # -- what the proxy asks ------------------------------------------------------------------
 

@@ -91,10 +91,12 @@ def console_page(
     repo: str = "",
     branch: str = "",
     form_token: str = "",
+    deployment: dict | None = None,
 ) -> str:
     """The owner's console. `view` is what `console.console_view` reports (its JSON, too);
     `repo` must already be redacted. Without `pull_url` there is no "Pull and restart".
-    `form_token` goes with the buttons' POSTs (console.form_token)."""
+    `form_token` goes with the buttons' POSTs (console.form_token). `deployment`: publish
+    mode's revisions (`Deployment.view`), or None."""
     return _render(
         "console.html",
         state=view["state"],
@@ -110,4 +112,6 @@ def console_page(
         repo=repo,
         branch=branch,
         form_token=form_token,
+        deployment=deployment,
+        console_url=restart_url.rsplit("/", 1)[0] + "/",
     )

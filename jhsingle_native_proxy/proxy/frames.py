@@ -28,6 +28,7 @@ NORMAL_CLOSURE, GOING_AWAY, PROTOCOL_ERROR, INVALID_DATA, TOO_BIG, INTERNAL_ERRO
     1009,
     1011,
 )
+SERVICE_RESTART = 1012  # the server restarts: a client may reconnect (publish mode's switch)
 
 
 class FrameError(Exception):

@@ -220,6 +220,8 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
     _upstream: asyncio.Task | None = None
     _app_too_slow = False
     _activity = True
+    # The app's supervisor's connections, which this request is one of while it lasts.
+    _connections: set[object] | None = None
 
     async def prepare(self) -> None:
         # The body stays unread (tornado waits for prepare) until the viewer is authorised; the
@@ -250,6 +252,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
     def open_upstream(self) -> None:
         services = self.services
         request = self.request
+        # Noted in the app's supervisor until it ends: publish mode drains them (deployment).
+        self._connections = services.supervisor.connections
+        self._connections.add(self)
         headers = self.app_request_headers()
         present = {h.canonical_name(n) for n, _ in headers}
         skip = frozenset(
@@ -286,9 +291,13 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         # Nothing of the app's answer outlives the request (see on_connection_close).
         self._upstream = None
         self._body = None
+        if self._connections is not None:
+            self._connections.discard(self)
 
     def on_connection_close(self) -> None:
         self.client_gone = True
+        if self._connections is not None:
+            self._connections.discard(self)
         # A connection that broke keeps its stream's error, whose traceback holds the stream,
         # and through it this handler and the app's buffered answer: a cycle that only a full
         # garbage collection frees, so every aborted download would grow the proxy until then.

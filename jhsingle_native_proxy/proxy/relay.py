@@ -113,6 +113,19 @@ class FrameRelay:
         self.to_client = _Outlet(self._write_client, self._drain_client, mask=False)
         self.to_app = _Outlet(app_writer.write, app_writer.drain, mask=True)
 
+    def end_for_restart(self) -> asyncio.Future:
+        """The app behind this websocket goes away (publish mode's switch): the client is told
+        1012 (Service Restart), so that it reconnects, and the app 1001; both connections are
+        cut if a side does not answer within CLOSE_TIMEOUT."""
+        return asyncio.ensure_future(self._end_for_restart())
+
+    async def _end_for_restart(self) -> None:
+        await self.to_client.close(frames.SERVICE_RESTART, "Service Restart")
+        await self.to_app.close(frames.GOING_AWAY, "the server restarts")
+        loop = asyncio.get_running_loop()
+        loop.call_later(CLOSE_TIMEOUT, self.client.close)
+        loop.call_later(CLOSE_TIMEOUT, self.app_writer.close)
+
     def _write_client(self, data: bytes) -> None:
         self._client_write = self.client.write(data)
 

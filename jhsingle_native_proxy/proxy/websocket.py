@@ -128,8 +128,23 @@ class WebSocketProxyHandler(
             if p.strip()
         ]
 
+    _relay: FrameRelay | None = None
+
+    def end_for_restart(self) -> asyncio.Future | None:
+        """Publish mode's switch ends the app behind this websocket: 1012 to the client."""
+        return self._relay.end_for_restart() if self._relay is not None else None
+
     async def relay_frames(self) -> None:
         """Open the app's websocket, complete the client's handshake with its answer, relay."""
+        # Noted in the app's supervisor while it lasts: publish mode drains them (deployment).
+        connections = self.services.supervisor.connections
+        connections.add(self)
+        try:
+            await self._relay_frames()
+        finally:
+            connections.discard(self)
+
+    async def _relay_frames(self) -> None:
         app = await self.open_app_websocket()
         if app is None:
             return
@@ -139,7 +154,7 @@ class WebSocketProxyHandler(
             if client is None:
                 return
             relayed = True
-            relay = FrameRelay(
+            relay = self._relay = FrameRelay(
                 client,
                 app.reader,
                 app.writer,

@@ -1,0 +1,317 @@
+"""Publish mode (--repo URL --follow): real git repositories over file://, the real CLI, a real
+app (tests/apps/published_app.py) committed to them, and a load of concurrent clients across
+every switch. A revision's app answers with its version.txt, so a response says who served it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import loadgen
+import pytest
+
+from conftest import APPS, cli_error, console_form, request, run_cli, wait_for
+
+PUBLISHED_APP = (APPS / "published_app.py").read_text()
+CLIENTS = 20
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=Pusher", "-c", "user.email=pusher@example.com", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode:
+        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+class Upstream:
+    """The published repository: commits land on `main` as pushes would."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir()
+        git(path, "init", "--quiet", "--initial-branch=main")
+        self.push("v1")
+
+    @property
+    def url(self) -> str:
+        return self.path.as_uri()
+
+    def push(self, version: str, *, crash: bool = False, hang: bool = False) -> str:
+        (self.path / "app.py").write_text(PUBLISHED_APP)
+        (self.path / "version.txt").write_text(version + "\n")
+        for name, wanted in (("crash", crash), ("hang", hang)):
+            if wanted:
+                (self.path / name).write_text("")
+            elif (self.path / name).exists():
+                (self.path / name).unlink()
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "-m", f"version {version}")
+        return git(self.path, "rev-parse", "HEAD").strip()
+
+    def force_push(self, version: str) -> str:
+        """History rewritten: the tip replaced by a commit that is not its descendant."""
+        git(self.path, "reset", "--quiet", "--hard", "HEAD~1")
+        return self.push(version)
+
+
+class Load:
+    """CLIENTS threads, each requesting the app in a loop; counts answers by version, failures."""
+
+    def __init__(self, port: int, path: str):
+        self.port, self.path = port, path
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.versions: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
+
+    def _client(self) -> None:
+        while not self.stop.is_set():
+            try:
+                r = request(self.port, "GET", self.path, timeout=30)
+                outcome = r.body.decode().strip() if r.status == 200 else f"HTTP {r.status}"
+            except OSError as e:
+                outcome = f"error {e!r}"
+            with self.lock:
+                if outcome.startswith(("HTTP", "error")):
+                    self.failures.append(outcome)
+                else:
+                    self.versions[outcome] = self.versions.get(outcome, 0) + 1
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        wait_for(lambda: sum(self.versions.values()) >= CLIENTS, what="the load to run")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(60)
+
+    @property
+    def served(self) -> int:
+        with self.lock:
+            return sum(self.versions.values())
+
+
+def app_processes(proxy) -> list[int]:
+    """The published apps running under the proxy (git children and the like left out)."""
+    found = []
+    for pid in loadgen.process_tree(proxy.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"app.py" in cmdline:
+            found.append(pid)
+    return found
+
+
+class Sampler:
+    """The most published apps seen at once, sampled from /proc while a switch runs."""
+
+    def __init__(self, proxy):
+        self.proxy, self.most = proxy, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.most = max(self.most, len(app_processes(self.proxy)))
+            time.sleep(0.02)
+
+    def __enter__(self) -> Sampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def upstream(tmp_path) -> Upstream:
+    return Upstream(tmp_path / "upstream")
+
+
+def start_published(start_proxy, upstream, tmp_path, *args: str):
+    proxy = start_proxy(
+        [
+            "--repo", upstream.url, "--repobranch", "main",
+            "--repofolder", str(tmp_path / "published"),
+            "--follow", "--follow-interval", "1", *args,
+        ],
+        app=[sys.executable, "app.py", "{port}"],
+    )  # fmt: skip
+    assert proxy.get("").body.decode().strip() == "v1"
+    return proxy
+
+
+def revisions(proxy) -> dict:
+    return proxy.get("_jhsnp/revisions.json").json()
+
+
+def version(proxy) -> str:
+    r = proxy.get("", timeout=10)
+    return r.body.decode().strip() if r.status == 200 else f"HTTP {r.status}"
+
+
+def revision(proxy, commit: str) -> dict:
+    return next((r for r in revisions(proxy)["revisions"] if r["commit"] == commit), {})
+
+
+def test_follow_without_repo_is_a_usage_error():
+    done = run_cli(["--authtype", "none", "--follow", "--", "python3", "-m", "http.server"])
+    message = cli_error(done.stderr, done.returncode)
+    assert "--follow" in message and "--repo" in message
+
+
+def test_a_push_goes_live_with_no_failed_request(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--drain-timeout", "5")
+    first = revisions(proxy)["live"]
+    assert first["subject"] == "version v1" and first["author"] == "Pusher"
+    with Load(proxy.port, proxy.prefix) as load, Sampler(proxy) as sampler:
+        pushed_at = time.monotonic()
+        commit = upstream.push("v2")
+        wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+        to_live = time.monotonic() - pushed_at
+        served_at_switch = load.served
+        wait_for(lambda: load.served >= served_at_switch + 200, what="more requests after it")
+    assert load.failures == []
+    assert load.versions.get("v1") and load.versions.get("v2")
+    wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="the old app to be ended")
+    assert sampler.most <= 2
+    live = revisions(proxy)["live"]
+    assert live["commit"] == commit and live["state"] == "live"
+    assert revision(proxy, first["commit"])["state"] == "previous"
+    assert proxy.log().count("Switched the published app from ") == 1
+    loadgen.record(
+        "follow",
+        push_to_live_s=round(to_live, 2),
+        failed_requests=len(load.failures),
+        requests_served=sum(load.versions.values()),
+        most_apps_during_switch=sampler.most,
+        apps_after_drain=len(app_processes(proxy)),
+        proxy_rss_mib=round(loadgen.rss_mib(proxy.pid), 1),
+    )
+    # A force-push (the tip replaced, not followed) goes live the same way.
+    forced = upstream.force_push("v3")
+    wait_for(lambda: version(proxy) == "v3", 30, what="the force-pushed v3 to go live")
+    assert revisions(proxy)["live"]["commit"] == forced
+
+
+async def _echo(ws, text: str) -> str:
+    await ws.send_str(text)
+    msg = await ws.receive(timeout=10)
+    return msg.data
+
+
+def test_open_websocket_stays_until_the_drain_timeout_then_gets_1012(
+    start_proxy, upstream, tmp_path
+):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--drain-timeout", "4")
+
+    async def scenario():
+        url = proxy.url("ws").replace("http", "ws")
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as old:
+            assert await _echo(old, "a") == "v1:a"
+            upstream.push("v2")
+            while await asyncio.to_thread(version, proxy) != "v2":
+                await asyncio.sleep(0.1)
+            # Switched: the open websocket still reaches the old revision, a new one the new.
+            assert await _echo(old, "b") == "v1:b"
+            async with session.ws_connect(url) as new:
+                assert await _echo(new, "c") == "v2:c"
+            closed = await old.receive(timeout=30)
+            return closed.type, old.close_code
+
+    kind, code = asyncio.run(scenario())
+    assert kind == aiohttp.WSMsgType.CLOSE and code == 1012
+    wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="the old app to be ended")
+
+
+@pytest.mark.parametrize("broken", ["crash", "hang"])
+def test_a_broken_push_never_goes_live(start_proxy, upstream, tmp_path, broken):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--ready-timeout", "3")
+    with Load(proxy.port, proxy.prefix) as load:
+        commit = upstream.push("v2", **{broken: True})
+        wait_for(lambda: revision(proxy, commit).get("state") == "failed", 40, what="the failure")
+        served = load.served
+        wait_for(lambda: load.served >= served + 100, what="more requests after it")
+    assert load.failures == [] and set(load.versions) == {"v1"}
+    failed = revision(proxy, commit)
+    assert ("exited with status 3" if broken == "crash" else "did not") in failed["reason"]
+    assert revisions(proxy)["live"]["subject"] == "version v1"
+    wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="the failed app to be ended")
+    page = proxy.get("_jhsnp/", headers={"Accept": "text/html"}).body.decode()
+    assert commit[:10] in page and "failed" in page
+    loadgen.record(f"follow {broken}", failed_requests=len(load.failures), served=load.served)
+
+
+def test_roll_back_then_a_new_push_follows_again(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--drain-timeout", "2")
+    v1 = revisions(proxy)["live"]["commit"]
+    upstream.push("v2")
+    wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+    form = console_form(proxy)
+    refused = proxy.request("POST", "_jhsnp/rollback", body=f"commit={v1}", headers=form["headers"])
+    assert refused.status == 403 and version(proxy) == "v2"  # no form token: no roll back
+    with Load(proxy.port, proxy.prefix) as load, Sampler(proxy) as sampler:
+        r = proxy.request(
+            "POST", "_jhsnp/rollback", body=form["body"] + f"&commit={v1}", headers=form["headers"]
+        )
+        assert r.status == 303
+        wait_for(lambda: version(proxy) == "v1", 30, what="the roll back")
+        served = load.served
+        wait_for(lambda: load.served >= served + 100, what="more requests after it")
+    assert load.failures == [] and sampler.most <= 2
+    state = revisions(proxy)
+    assert state["live"]["commit"] == v1 and state["pinned"]
+    loadgen.record("follow rollback", failed_requests=len(load.failures), served=load.served)
+    # Pinned: the next poll keeps v1 ...
+    checked = state["checked_at"]
+    wait_for(lambda: (revisions(proxy)["checked_at"] or 0) > checked + 1, what="two more polls")
+    assert version(proxy) == "v1"
+    # ... until a new push.
+    upstream.push("v3")
+    wait_for(lambda: version(proxy) == "v3", 30, what="v3 to go live")
+    assert not revisions(proxy)["pinned"]
+
+
+def test_an_unreachable_remote_keeps_the_live_revision(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    moved = tmp_path / "moved"
+    shutil.move(upstream.path, moved)
+    wait_for(lambda: revisions(proxy)["error"], 20, what="the error to show")
+    assert "Could not look at the branch" in revisions(proxy)["error"]
+    assert version(proxy) == "v1"
+    shutil.move(moved, upstream.path)
+    git(upstream.path, "branch", "-m", "main", "renamed")  # the branch vanished
+    wait_for(lambda: "not on the remote" in revisions(proxy)["error"], 20, what="the error")
+    assert version(proxy) == "v1"
+
+
+def test_update_now_needs_the_form_token_and_checks_at_once(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--follow-interval", "0")
+    upstream.push("v2")
+    form = console_form(proxy)
+    refused = proxy.request("POST", "_jhsnp/update", body="", headers=form["headers"])
+    assert refused.status == 403
+    assert version(proxy) == "v1"  # interval 0: no poll
+    r = proxy.request("POST", "_jhsnp/update", **form)
+    assert r.status == 303
+    wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
