@@ -6,6 +6,7 @@ every switch. A revision's app answers with its version.txt, so a response says 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 import sys
@@ -315,3 +316,39 @@ def test_update_now_needs_the_form_token_and_checks_at_once(start_proxy, upstrea
     r = proxy.request("POST", "_jhsnp/update", **form)
     assert r.status == 303
     wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+
+
+def test_the_repos_token_never_reaches_a_command_line_a_file_or_a_page(
+    start_proxy, upstream, tmp_path
+):
+    from test_git_credentials import GitServer, Watch, files_holding
+
+    token = "tok" + secrets.token_hex(16)
+    served = tmp_path / "served"
+    served.mkdir()
+    git(tmp_path, "clone", "--quiet", "--bare", str(upstream.path), str(served / "repo.git"))
+    server = GitServer(served, token).start()
+    try:
+        watch = Watch(token, tmp_path / "published" / "repo.git" / "config")
+        server.while_waiting = watch
+        proxy = start_proxy(
+            [
+                "--repo", server.url(), "--repobranch", "main",
+                "--repofolder", str(tmp_path / "published"),
+                "--follow", "--follow-interval", "1",
+            ],
+            app=[sys.executable, "app.py", "{port}"],
+            env={"JHSNP_REPO_TOKEN": token},
+        )  # fmt: skip
+        assert version(proxy) == "v1"
+        upstream.push("v2")
+        git(upstream.path, "push", "--quiet", str(served / "repo.git"), "main")
+        wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+        assert server.authenticated() and watch.git_processes_seen > 0
+        assert watch.leaks == []
+        assert files_holding(tmp_path / "published", token) == []
+        shown = proxy.get("_jhsnp/", headers={"Accept": "text/html"}).body.decode()
+        for text in (shown, proxy.get("_jhsnp/revisions.json").body.decode(), proxy.log()):
+            assert token not in text
+    finally:
+        server.stop()
