@@ -352,3 +352,43 @@ def test_the_repos_token_never_reaches_a_command_line_a_file_or_a_page(
             assert token not in text
     finally:
         server.stop()
+
+
+def test_a_switch_is_no_activity_and_requests_together_make_one_update(
+    start_proxy, upstream, tmp_path
+):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--follow-interval", "0")
+    last_activity = proxy.status()["last_activity"]
+    upstream.push("v2")
+    v3 = upstream.push("v3")
+    form = console_form(proxy)
+    for _ in range(3):
+        assert proxy.request("POST", "_jhsnp/update", **form).status == 303
+    wait_for(lambda: (revisions(proxy)["live"] or {}).get("commit") == v3, 30, what="v3 live")
+    wait_for(lambda: proxy.log().count("An update of the published app was asked") == 3)
+    assert proxy.status()["last_activity"] == last_activity
+    assert proxy.log().count("Switched the published app from ") == 1
+    assert [r["subject"] for r in revisions(proxy)["revisions"]] == ["version v3", "version v1"]
+
+
+def test_a_switch_during_a_drain_ends_that_drain_first(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path, "--drain-timeout", "120")
+
+    async def scenario():
+        url = proxy.url("ws").replace("http", "ws")
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as old:
+            assert await _echo(old, "a") == "v1:a"
+            with Sampler(proxy) as sampler:
+                upstream.push("v2")
+                while await asyncio.to_thread(version, proxy) != "v2":
+                    await asyncio.sleep(0.1)
+                assert len(app_processes(proxy)) == 2  # v1 drains: its websocket is open
+                upstream.push("v3")
+                await old.receive(timeout=30)  # long before the 120 s drain
+                while await asyncio.to_thread(version, proxy) != "v3":
+                    await asyncio.sleep(0.1)
+            return old.close_code, sampler.most
+
+    code, most = asyncio.run(scenario())
+    assert code == 1012 and most <= 2
+    wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="v2 to be ended")
