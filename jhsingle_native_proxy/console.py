@@ -161,14 +161,20 @@ class RestartHandler(ConsoleBase):
         given = parse_qs(self._form.decode("latin-1")).get(TOKEN_FIELD, [""])[0]
         return hmac.compare_digest(given.encode("utf-8"), self.form_token().encode("ascii"))
 
+    def refused_as_forged(self) -> bool:
+        """Without the console's form token: refused (the client answered), True."""
+        if self.carries_form_token():
+            return False
+        self.refuse_forgery(
+            "it did not come from the console's page (reload the console)",
+            str((self.viewer or {}).get("name") or ""),
+        )
+        return True
+
     async def post(self) -> None:
         if self.pull and not self.services.settings.repo:
             raise web.HTTPError(404)  # after authorisation: whether --repo is set is no one's else
-        if not self.carries_form_token():
-            self.refuse_forgery(
-                "it did not come from the console's page (reload the console)",
-                str((self.viewer or {}).get("name") or ""),
-            )
+        if self.refused_as_forged():
             return
         who = (self.viewer or {}).get("name") or self.request.remote_ip
         log.info("%s asked by %s", "Pull and restart" if self.pull else "Restart", who)

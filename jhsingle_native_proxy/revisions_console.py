@@ -40,11 +40,7 @@ class RevisionAction(RestartHandler):
         deployment = self.services.deployment
         if deployment is None:
             raise web.HTTPError(404)
-        if not self.carries_form_token():
-            self.refuse_forgery(
-                "it did not come from the console's page (reload the console)",
-                str((self.viewer or {}).get("name") or ""),
-            )
+        if self.refused_as_forged():
             return
         who = (self.viewer or {}).get("name") or self.request.remote_ip
         log.info("%s asked by %s", self.action, who)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -17,24 +16,12 @@ from pathlib import Path
 import aiohttp
 import loadgen
 import pytest
+from test_checkout import git
 
 from conftest import APPS, cli_error, console_form, request, run_cli, wait_for
 
 PUBLISHED_APP = (APPS / "published_app.py").read_text()
 CLIENTS = 20
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=Pusher", "-c", "user.email=pusher@example.com", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode:
-        raise AssertionError(f"git {' '.join(args)} failed: {done.stderr}")
-    return done.stdout
 
 
 class Upstream:
@@ -184,7 +171,7 @@ def test_follow_without_repo_is_a_usage_error():
 def test_a_push_goes_live_with_no_failed_request(start_proxy, upstream, tmp_path):
     proxy = start_published(start_proxy, upstream, tmp_path, "--drain-timeout", "5")
     first = revisions(proxy)["live"]
-    assert first["subject"] == "version v1" and first["author"] == "Pusher"
+    assert first["subject"] == "version v1" and first["author"] == "Tester"
     with Load(proxy.port, proxy.prefix) as load, Sampler(proxy) as sampler:
         pushed_at = time.monotonic()
         commit = upstream.push("v2")
