@@ -79,6 +79,20 @@ class Revision:
         return view
 
 
+def folders_to_remove(revisions: list[Revision]) -> list[Revision]:
+    """Of revisions (newest first), those whose folder goes: all but the newest FOLDERS_KEPT
+    that ran (live or previous: what a roll back may go to) and one starting."""
+    kept, gone = 0, []
+    for revision in revisions:
+        if not revision.on_disk or revision.state == "starting":
+            continue
+        if revision.state in ("live", "previous") and kept < FOLDERS_KEPT:
+            kept += 1
+            continue
+        gone.append(revision)
+    return gone
+
+
 class RevisionSupervisor(AppSupervisor):
     """One revision's app: the supervisor's life, prepared from the revision's own folder.
 
@@ -325,6 +339,7 @@ class Deployment:
             revision.commit[:10],
             time.monotonic() - began,
         )
+        self._cut_drain.clear()  # here, not in the task: an update may cut it before it runs
         self._drain = asyncio.create_task(self._drain_old(old_supervisor))
         await self._forget_old_folders()
         return True
@@ -338,7 +353,6 @@ class Deployment:
 
     async def _drain_old(self, old: AppSupervisor) -> None:
         """Let the old app's connections end (bounded by --drain-timeout), then end the app."""
-        self._cut_drain.clear()
         deadline = time.monotonic() + self.publish.drain_timeout
         while old.connections and time.monotonic() < deadline and not self._cut_drain.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
@@ -363,15 +377,6 @@ class Deployment:
         self._drain = None
 
     async def _forget_old_folders(self) -> None:
-        """Keep the folders of the last FOLDERS_KEPT revisions that ran; remove the others'."""
-        kept = 0
-        for revision in self.revisions:
-            if not revision.on_disk:
-                continue
-            if revision.state in ("live", "previous") and kept < FOLDERS_KEPT:
-                kept += 1
-                continue
-            if revision.state == "starting":
-                continue
+        for revision in folders_to_remove(self.revisions):
             revision.on_disk = False
             await self.source.remove(revision.commit)

@@ -6,6 +6,7 @@ every switch. A revision's app answers with its version.txt, so a response says 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import sys
@@ -113,13 +114,16 @@ class Sampler:
     """The most published apps seen at once, sampled from /proc while a switch runs."""
 
     def __init__(self, proxy):
-        self.proxy, self.most = proxy, 0
+        self.proxy, self.most, self.most_rss_mib = proxy, 0, 0.0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            self.most = max(self.most, len(app_processes(self.proxy)))
+            apps = app_processes(self.proxy)
+            self.most = max(self.most, len(apps))
+            with contextlib.suppress(OSError, AssertionError):  # an app that just ended
+                self.most_rss_mib = max(self.most_rss_mib, sum(map(loadgen.rss_mib, apps)))
             time.sleep(0.02)
 
     def __enter__(self) -> Sampler:
@@ -192,7 +196,11 @@ def test_a_push_goes_live_with_no_failed_request(start_proxy, upstream, tmp_path
         push_to_live_s=round(to_live, 2),
         failed_requests=len(load.failures),
         requests_served=sum(load.versions.values()),
+        served_by_old=load.versions.get("v1", 0),
+        served_by_new=load.versions.get("v2", 0),
         most_apps_during_switch=sampler.most,
+        most_apps_rss_mib_during_switch=round(sampler.most_rss_mib, 1),
+        apps_rss_mib_after_drain=round(sum(map(loadgen.rss_mib, app_processes(proxy))), 1),
         apps_after_drain=len(app_processes(proxy)),
         proxy_rss_mib=round(loadgen.rss_mib(proxy.pid), 1),
     )
@@ -379,3 +387,17 @@ def test_a_switch_during_a_drain_ends_that_drain_first(start_proxy, upstream, tm
     code, most = asyncio.run(scenario())
     assert code == 1012 and most <= 2
     wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="v2 to be ended")
+
+
+def test_the_folders_of_the_last_revisions_that_ran_are_kept():
+    from jhsingle_native_proxy.deployment import FOLDERS_KEPT, Revision, folders_to_remove
+    from jhsingle_native_proxy.revision_git import CommitInfo
+
+    def made(n: int, state: str) -> Revision:
+        return Revision(CommitInfo(f"{n:040x}", "", "", 0.0), state=state)
+
+    states = ["starting", "live", "failed", *["previous"] * (FOLDERS_KEPT + 2)]
+    revisions = [made(n, state) for n, state in enumerate(states)]
+    gone = folders_to_remove(revisions)
+    assert [r.state for r in gone] == ["failed", "previous", "previous", "previous"]
+    assert gone[1:] == revisions[-3:]
