@@ -98,14 +98,16 @@ class Load:
 
 
 def app_processes(proxy) -> list[int]:
-    """The published apps running under the proxy (git children and the like left out)."""
+    """The published apps running under the proxy: `python app.py PORT`. Not git, nor a child
+    forked by the proxy that has not exec'd yet (its command line is still the proxy's, whose
+    app command holds `app.py` too)."""
     found = []
     for pid in loadgen.process_tree(proxy.pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"app.py" in cmdline:
+        if argv[1:2] == [b"app.py"]:
             found.append(pid)
     return found
 
