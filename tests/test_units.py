@@ -688,8 +688,16 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     }
     defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
     names = set()
+    # Publish mode's options are the fields of one Settings.publish (publish_options.py).
+    from jhsingle_native_proxy.publish_options import OPTION_KEYS, PublishSettings
+
+    publish = PublishSettings()
+    publish_fields = dict(zip(OPTION_KEYS, ("follow", "interval", "drain_timeout"), strict=True))
     for param in _command.params:
         if not param.expose_value or param.name in cli_only:
+            continue
+        if param.name in publish_fields:
+            assert getattr(publish, publish_fields[param.name]) == param.default, param.name
             continue
         names.add(param.name)
         assert param.name in OPTION_NAMES, f"--{param.name} is no field of Settings"
@@ -699,6 +707,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     # The options that come from elsewhere: server descriptions (serverproxy.merge_server) and
     # jupyterhub-singleuser's flags (parse_args).
     assert OPTION_NAMES - names == {
+        "publish",
         "command_factory",
         "server_env",
         "server_mappath",
