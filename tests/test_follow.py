@@ -403,3 +403,27 @@ def test_the_folders_of_the_last_revisions_that_ran_are_kept():
     gone = folders_to_remove(revisions)
     assert [r.state for r in gone] == ["failed", "previous", "previous", "previous"]
     assert gone[1:] == revisions[-3:]
+
+
+def test_in_a_browser_update_now_brings_the_push_and_the_console_redraws_itself(
+    start_proxy, upstream, tmp_path
+):
+    from playwright.sync_api import expect
+
+    from browser import chromium_page, screenshot
+
+    proxy = start_published(start_proxy, upstream, tmp_path, "--follow-interval", "0")
+    with chromium_page() as page:
+        page.goto(proxy.url("_jhsnp/"))
+        live = page.locator("#live-revision")
+        expect(live).to_contain_text("version v1")
+        commit = upstream.push("v2")
+        page.get_by_role("button", name="Update now").click()
+        # The click's answer is the page again, drawn before the switch; the page's script
+        # draws it again once the revisions change.
+        expect(live).to_contain_text(commit[:10], timeout=30000)
+        expect(live).to_contain_text("version v2")
+        expect(page.locator("#revisions")).to_contain_text("previous")
+        expect(page.get_by_role("button", name="Roll back")).to_have_count(1)
+        screenshot(page, "follow-console")
+    assert version(proxy) == "v2"
