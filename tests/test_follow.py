@@ -427,3 +427,24 @@ def test_in_a_browser_update_now_brings_the_push_and_the_console_redraws_itself(
         expect(page.get_by_role("button", name="Roll back")).to_have_count(1)
         screenshot(page, "follow-console")
     assert version(proxy) == "v2"
+
+
+def test_a_request_under_way_finishes_on_the_old_revision(start_proxy, upstream, tmp_path):
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    answers: list[tuple[int, str]] = []
+
+    def slow() -> None:
+        r = proxy.get("slow?s=4", timeout=30)
+        answers.append((r.status, r.body.decode()))
+
+    under_way = threading.Thread(target=slow)
+    under_way.start()
+    try:
+        wait_for(lambda: "app got /slow?s=4" in proxy.log(), what="the request to be under way")
+        upstream.push("v2")
+        wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+        assert len(app_processes(proxy)) == 2  # the old one waits for its request
+    finally:
+        under_way.join(30)
+    assert answers == [(200, "v1")]
+    wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="the old app to be ended")

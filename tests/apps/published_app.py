@@ -3,7 +3,8 @@
 Usage: python published_app.py PORT   (run from the revision's folder, which holds version.txt)
 
 Routes: /           the text of version.txt, read at start (which revision this is)
-        /slow?s=S   answers after S seconds (a request in flight across a switch)
+        /slow?s=S   answers after S seconds (a request in flight across a switch); prints
+                    `app got URI` when it arrives
         /ws         websocket echo, each message answered as "<version>:<message>"
 Behaviour from files in its folder: `crash` present: exit with status 3 at start; `hang`
 present: never listen (never ready). Writes its PID to $TEST_PIDFILE, so the test ends it.
@@ -28,6 +29,7 @@ class Root(web.RequestHandler):
 
 class Slow(web.RequestHandler):
     async def get(self) -> None:
+        print(f"app got {self.request.uri}", flush=True)
         await asyncio.sleep(float(self.get_argument("s", "1")))
         self.finish(VERSION)
 
