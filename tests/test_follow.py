@@ -168,10 +168,19 @@ def revision(proxy, commit: str) -> dict:
     return next((r for r in revisions(proxy)["revisions"] if r["commit"] == commit), {})
 
 
-def test_follow_without_repo_is_a_usage_error():
-    done = run_cli(["--authtype", "none", "--follow", "--", "python3", "-m", "http.server"])
+@pytest.mark.parametrize(
+    ("more", "named"),
+    [
+        ([], "--repo"),
+        (["--repo", "file:///nowhere", "--destport", "9999"], "--destport"),
+        (["--repo", "file:///nowhere", "--unix-socket"], "--unix-socket"),
+        (["--repo", "file:///nowhere", "--raw-socket-proxy"], "--raw-socket-proxy"),
+    ],
+)
+def test_follow_refuses_what_it_cannot_do_with_a_usage_error(more, named):
+    done = run_cli(["--authtype", "none", "--follow", *more, "--", "python3", "-m", "http.server"])
     message = cli_error(done.stderr, done.returncode)
-    assert "--follow" in message and "--repo" in message
+    assert message.startswith("--follow") and named in message
 
 
 def test_a_push_goes_live_with_no_failed_request(start_proxy, upstream, tmp_path):
