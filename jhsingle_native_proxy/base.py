@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jupyterhub.services.auth import HubOAuth
 
     from .auth import AccessPolicy
+    from .webhook import UpdateTarget
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -73,6 +74,9 @@ class Services:
     # Signs our cookies and the console's form tokens; made for this process alone (see
     # auth.process_secret for why it is never derived from anything the app has).
     secret: bytes = field(default_factory=process_secret, repr=False)
+    # With --follow, the deployment of revisions (the server sets it before make_app); the
+    # webhook asks it for updates. None otherwise: then there is no webhook route.
+    deployment: UpdateTarget | None = None
 
 
 class BaseHandler(web.RequestHandler):

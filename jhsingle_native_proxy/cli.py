@@ -33,6 +33,7 @@ from .serverproxy import (
 )
 from .settings import SettingsError, build_settings
 from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
+from .webhook_secret import webhook_option
 
 PROG = "jhsingle-native-proxy"
 
@@ -359,6 +360,7 @@ def _options(f):
     "{origin_host} {repofolder}; {{ and }} for literal braces; <port> is {port}, and so on.",
 )
 @_options
+@webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)
 def _command(command: tuple[str, ...], disable_user_config: bool, **options) -> dict:

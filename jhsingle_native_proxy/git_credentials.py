@@ -124,9 +124,10 @@ def with_token(credentials: Credentials | None, token: str, username: str = "") 
     return Credentials(name, token)
 
 
-def read_token_file(path: str) -> str:
+def read_token_file(path: str, what: str = "token file") -> str:
     """The token in a file (a mounted Kubernetes secret, say), without surrounding whitespace:
-    `echo TOKEN > file` and `kubectl create secret --from-file` leave a final newline.
+    `echo TOKEN > file` and `kubectl create secret --from-file` leave a final newline. `what`
+    names the file in messages (the webhook's secret file uses this too).
 
     Raises ValueError, with a message for the admin, if it cannot be read, is empty or holds
     several lines.
@@ -136,11 +137,11 @@ def read_token_file(path: str) -> str:
             token = f.read().strip()
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or e
-        raise ValueError(f"the token file {path} cannot be read: {reason}") from None
+        raise ValueError(f"the {what} {path} cannot be read: {reason}") from None
     if not token:
-        raise ValueError(f"the token file {path} is empty")
+        raise ValueError(f"the {what} {path} is empty")
     if any(c in token for c in "\r\n\0"):
-        raise ValueError(f"the token file {path} holds more than one line")
+        raise ValueError(f"the {what} {path} holds more than one line")
     return token
 
 

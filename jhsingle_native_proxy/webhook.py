@@ -1,0 +1,257 @@
+"""`{prefix}_jhsnp/webhook`: a git host says the followed branch moved; the deployment updates.
+
+A git host cannot log in to the hub, so this is the one endpoint without a hub login. Its gate
+is a secret shared with the host instead (webhook_secret.py), shown in one of these ways:
+
+| sender | header | what it holds |
+| --- | --- | --- |
+| GitHub, Gitea, Forgejo | `X-Hub-Signature-256` | `sha256=` + hex HMAC-SHA256 of the body |
+| Gitea, Forgejo | `X-Gitea-Signature` | the same HMAC, hex without a prefix |
+| anything else | `X-Signature-256` | `sha256=` + hex HMAC-SHA256 of the body |
+| GitLab | `X-Gitlab-Token` | the secret itself (GitLab signs nothing) |
+
+Every comparison is `hmac.compare_digest`. What an unverified client costs: a request without
+any of these headers gets 401, and one whose header is malformed (another algorithm, not 64 hex
+digits) or whose GitLab token is wrong gets 403, before a byte of the body is read. A signed
+body must be read to be checked: that is the one unauthenticated body the proxy reads, at most
+BODY_LIMIT bytes (a Content-Length above it is 413 at once; a chunked body that grows past it
+ends the connection) within BODY_TIMEOUT seconds, and at most BODIES_AT_ONCE such bodies at a
+time (the next gets 503): BODY_LIMIT * BODIES_AT_ONCE bytes in all. A wrong signature is 403 and
+a warning in the log with the client's address (never the secret or the body).
+
+Once verified: push events (GitHub's and Gitea's `push`, GitLab's `Push Hook`, and whatever a
+generic sender sends, which names no event) ask the deployment for an update and get 202; a
+ping gets 200; other events, and a push to a branch other than --repobranch, 202 with nothing
+done. The update runs in the background (`request_update` returns at once and merges pushes
+that arrive together), so the host has its answer in milliseconds.
+
+Without a secret, or without --follow (no deployment), the route is not made at all: the path
+is then one more path under the prefix, answered as any other (the app's, after the login).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import parse_qs
+
+from tornado import web
+
+from .base import RESERVED, BaseHandler, Services
+from .webhook_secret import readable_by_everyone
+
+log = logging.getLogger("jhsingle_native_proxy")
+
+PATH = RESERVED + "webhook"
+# GitHub caps a payload at 25 MiB, but a push's is ~2 KiB plus ~1 KiB per commit (GitHub lists
+# at most 20 commits, GitLab 20, Gitea 5 by default): tens of KiB, rarely more than 100 KiB.
+# 1 MiB holds every real push with room, and bounds what an unverified client makes us keep.
+BODY_LIMIT = 1024 * 1024
+# Seconds to send it: a git host sends it in one go.
+BODY_TIMEOUT = 20.0
+BODIES_AT_ONCE = 8
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+# The credential headers, in the order they are looked for: (header, scheme).
+CREDENTIAL_HEADERS = (
+    ("X-Hub-Signature-256", "sha256="),
+    ("X-Gitea-Signature", ""),
+    ("X-Signature-256", "sha256="),
+    ("X-Gitlab-Token", None),  # the secret itself
+)
+# The event headers of the hosts that name their events (Gitea also sends X-GitHub-Event).
+EVENT_HEADERS = ("X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
+
+
+class UpdateTarget(Protocol):
+    """What the webhook needs of the deployment."""
+
+    def request_update(self, reason: str) -> None:
+        """Look at the branch soon, in the background; calls close together make one update."""
+
+
+def find_credential(headers: Mapping[str, str]) -> tuple[str, str | None, str] | None:
+    """The first credential header sent: (its name, its prefix or None for a token, value)."""
+    for name, prefix in CREDENTIAL_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            return name, prefix, value.strip()
+    return None
+
+
+def expected_digest(prefix: str, value: str) -> bytes | None:
+    """The HMAC a signature header claims, or None if it is malformed (another algorithm, a
+    wrong length, not hex)."""
+    if value[: len(prefix)].lower() != prefix:
+        return None
+    digits = value[len(prefix) :]
+    if not _SIGNATURE.fullmatch(digits):
+        return None
+    return bytes.fromhex(digits)
+
+
+def signature_matches(secret: bytes, body: bytes, digest: bytes) -> bool:
+    """Whether `digest` is the HMAC-SHA256 of `body` with `secret` (constant time)."""
+    return hmac.compare_digest(hmac.new(secret, body, hashlib.sha256).digest(), digest)
+
+
+def token_matches(secret: bytes, value: str) -> bool:
+    """GitLab's token against the secret (constant time; header values are latin-1)."""
+    return hmac.compare_digest(value.encode("latin-1", "replace"), secret)
+
+
+def event_of(headers: Mapping[str, str]) -> str:
+    """`push`, `ping` or the event's own name; a sender that names none is taken as `push`."""
+    gitlab = headers.get("X-Gitlab-Event")
+    if gitlab is not None:
+        return "push" if gitlab.strip().lower() == "push hook" else gitlab.strip()
+    for name in EVENT_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            return value.strip().lower()
+    return "push"
+
+
+def pushed_ref(body: bytes, content_type: str) -> str | None:
+    """The `ref` a (verified) push payload names, JSON or GitHub's form-encoded `payload=`; None
+    when it names none or cannot be read (then the deployment looks at the branch anyway)."""
+    try:
+        if content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+            body = parse_qs(body.decode("utf-8")).get("payload", [""])[0].encode("utf-8")
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    ref = payload.get("ref") if isinstance(payload, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def ref_is_followed(ref: str | None, branch: str) -> bool:
+    """Whether a push to `ref` may move `branch` ("" = the remote's default, not known here:
+    any branch may be it)."""
+    if ref is None:
+        return True
+    if branch:
+        return ref == "refs/heads/" + branch
+    return ref.startswith("refs/heads/")
+
+
+@dataclass
+class WebhookGate:
+    """The route's state: its secret, the followed branch, and the bodies being read now."""
+
+    secret: bytes
+    branch: str
+    bodies_reading: int = 0
+
+
+@web.stream_request_body
+class WebhookHandler(BaseHandler):
+    """No hub login (see the module's docstring): the shared secret is the gate."""
+
+    gate: WebhookGate
+    _credential: tuple[str, str | None, str]
+    _chunks: list[bytes]
+    _counted = False
+
+    def initialize(self, gate: WebhookGate) -> None:
+        self.gate = gate
+        self._chunks = []
+
+    def refuse(self, status: int, message: str, why: str = "") -> None:
+        if why:
+            forwarded = self.request.headers.get("X-Forwarded-For", "")[:200]
+            via = f" (forwarded for {forwarded})" if forwarded else ""
+            log.warning("Webhook refused from %s%s: %s", self.request.remote_ip, via, why)
+        self.send_error_page(status, message)
+
+    def prepare(self) -> None:
+        # Answers from here leave the body unread, and close the connection (BaseHandler).
+        self.unread_body = True
+        if self.request.method != "POST":
+            self.send_error_page(405, "a webhook is a POST", headers={"Allow": "POST"})
+            return
+        credential = find_credential(self.request.headers)
+        if credential is None:
+            return self.refuse(401, "no signature", "no signature header")
+        name, prefix, value = credential
+        if prefix is None:
+            if not token_matches(self.gate.secret, value):
+                return self.refuse(403, "wrong token", f"wrong {name}")
+        elif expected_digest(prefix, value) is None:
+            return self.refuse(403, "malformed signature", f"malformed {name}")
+        length = self.request.headers.get("Content-Length", "0")
+        if not length.isdigit() or int(length) > BODY_LIMIT:
+            return self.refuse(413, f"a webhook's body is at most {BODY_LIMIT} bytes")
+        if self.gate.bodies_reading >= BODIES_AT_ONCE:
+            self.send_error_page(503, "too many webhooks at once", retry_after=5)
+            return
+        self.gate.bodies_reading += 1
+        self._counted = True
+        self._credential = credential
+        self.request.connection.set_max_body_size(BODY_LIMIT)
+        self.request.connection.set_body_timeout(BODY_TIMEOUT)
+        self.unread_body = False
+
+    def data_received(self, chunk: bytes) -> None:
+        # The connection refuses more than BODY_LIMIT; the chunks are kept to be verified.
+        self._chunks.append(chunk)
+
+    def _release(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.gate.bodies_reading -= 1
+
+    def on_finish(self) -> None:
+        self._release()
+
+    def on_connection_close(self) -> None:
+        self._release()
+        super().on_connection_close()
+
+    def post(self) -> None:
+        body = b"".join(self._chunks)
+        self._chunks = []
+        self._release()
+        name, prefix, value = self._credential
+        if prefix is not None:
+            digest = expected_digest(prefix, value)
+            if digest is None or not signature_matches(self.gate.secret, body, digest):
+                return self.refuse(403, "wrong signature", f"wrong {name}")
+        self.set_header("Cache-Control", "no-store")
+        event = event_of(self.request.headers)
+        if event == "ping":
+            self.finish({"update": False, "reason": "pong"})
+            return
+        self.set_status(202)
+        if event != "push":
+            self.finish({"update": False, "reason": f"ignored: not a push ({event[:40]})"})
+            return
+        ref = pushed_ref(body, self.request.headers.get("Content-Type", ""))
+        if not ref_is_followed(ref, self.gate.branch):
+            self.finish({"update": False, "reason": "ignored: a push to another branch"})
+            return
+        target = self.services.deployment
+        if target is not None:
+            target.request_update(f"webhook: a push to {ref[:200] if ref else 'the branch'}")
+        self.finish({"update": True, "reason": "update requested"})
+
+
+def webhook_routes(services: Services, escaped_prefix: str) -> list[tuple]:
+    """The webhook's route, or none: without a secret, or without a deployment to update."""
+    settings = services.settings
+    if not settings.webhook_secret:
+        return []
+    if services.deployment is None:
+        log.warning("A webhook secret is set, but without --follow there is no webhook")
+        return []
+    path = settings.webhook_secret_file
+    if path and readable_by_everyone(path):
+        log.warning("The webhook secret file %s is readable by every user: chmod o-r it", path)
+    log.info("Webhook for git pushes at %s%s", settings.prefix, PATH)
+    gate = WebhookGate(settings.webhook_secret.encode("utf-8"), settings.repobranch)
+    return [(escaped_prefix + re.escape(PATH), WebhookHandler, {"gate": gate})]
