@@ -15,9 +15,10 @@ any of these headers gets 401, and one whose header is malformed (another algori
 digits) or whose GitLab token is wrong gets 403, before a byte of the body is read. A signed
 body must be read to be checked: that is the one unauthenticated body the proxy reads, at most
 BODY_LIMIT bytes (a Content-Length above it is 413 at once; a chunked body that grows past it
-ends the connection) within BODY_TIMEOUT seconds, and at most BODIES_AT_ONCE such bodies at a
-time (the next gets 503): BODY_LIMIT * BODIES_AT_ONCE bytes in all. A wrong signature is 403 and
-a warning in the log with the client's address (never the secret or the body).
+gets 400 and the connection ends) within BODY_TIMEOUT seconds, and at most BODIES_AT_ONCE such
+bodies at a time (the next gets 503): BODY_LIMIT * BODIES_AT_ONCE bytes in all. A wrong
+signature is 403 and a warning in the log with the client's address (never the secret or the
+body).
 
 Once verified: push events (GitHub's and Gitea's `push`, GitLab's `Push Hook`, and whatever a
 generic sender sends, which names no event) ask the deployment for an update and get 202; a
@@ -101,8 +102,10 @@ def signature_matches(secret: bytes, body: bytes, digest: bytes) -> bool:
 
 
 def token_matches(secret: bytes, value: str) -> bool:
-    """GitLab's token against the secret (constant time; header values are latin-1)."""
-    return hmac.compare_digest(value.encode("latin-1", "replace"), secret)
+    """GitLab's token against the secret, in constant time (header values are latin-1). Both
+    are hashed first, so that not even the secret's length shows in the time taken."""
+    given = hashlib.sha256(value.encode("latin-1", "replace")).digest()
+    return hmac.compare_digest(given, hashlib.sha256(secret).digest())
 
 
 def event_of(headers: Mapping[str, str]) -> str:
@@ -186,7 +189,8 @@ class WebhookHandler(BaseHandler):
             return self.refuse(403, "malformed signature", f"malformed {name}")
         length = self.request.headers.get("Content-Length", "0")
         if not length.isdigit() or int(length) > BODY_LIMIT:
-            return self.refuse(413, f"a webhook's body is at most {BODY_LIMIT} bytes")
+            too_long = f"a Content-Length of {length[:20]}"
+            return self.refuse(413, f"a webhook's body is at most {BODY_LIMIT} bytes", too_long)
         if self.gate.bodies_reading >= BODIES_AT_ONCE:
             self.send_error_page(503, "too many webhooks at once", retry_after=5)
             return
