@@ -58,6 +58,7 @@ BODY_LIMIT = 1024 * 1024
 BODY_TIMEOUT = 20.0
 BODIES_AT_ONCE = 8
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
 # The credential headers, in the order they are looked for: (header, scheme).
 CREDENTIAL_HEADERS = (
     ("X-Hub-Signature-256", "sha256="),
@@ -188,7 +189,8 @@ class WebhookHandler(BaseHandler):
         elif expected_digest(prefix, value) is None:
             return self.refuse(403, "malformed signature", f"malformed {name}")
         length = self.request.headers.get("Content-Length", "0")
-        if not length.isdigit() or int(length) > BODY_LIMIT:
+        # ASCII digits only: str.isdigit() also takes latin-1's superscripts, which int() refuses.
+        if not _DIGITS.fullmatch(length) or int(length) > BODY_LIMIT:
             too_long = f"a Content-Length of {length[:20]}"
             return self.refuse(413, f"a webhook's body is at most {BODY_LIMIT} bytes", too_long)
         if self.gate.bodies_reading >= BODIES_AT_ONCE:

@@ -323,6 +323,16 @@ def test_a_body_over_the_bound_is_refused_at_once(hook, target):
     assert response.status == 202 and len(target.reasons) == 1
 
 
+@pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3", "+5", "-1", "1_0"])
+def test_a_content_length_that_is_no_number_is_refused_without_an_error(hook, length, caplog):
+    # "\u00b2".isdigit() holds, but int() refuses it: an anonymous 500 with a traceback logged.
+    headers = {"X-Hub-Signature-256": github_signature(PUSH)}
+    with caplog.at_level(logging.WARNING, "jhsingle_native_proxy"):
+        answer = send_raw(hook, head_of(headers, 0).replace("Content-Length: 0", f"Content-Length: {length}"), b"")
+    assert answer.split(b" ")[1] in (b"400", b"413"), answer[:100]
+    assert "Traceback" not in caplog.text and "Uncaught" not in caplog.text
+
+
 def chunked(head: str) -> str:
     return head.replace("Content-Length: 0", "Transfer-Encoding: chunked")
 
