@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import socket
 import sys
@@ -134,6 +135,38 @@ def test_the_secret_comes_from_a_file_or_the_environment(tmp_path):
         with pytest.raises(ValueError, match=message) as raised:
             read_webhook_secret(path, environ)
         assert SECRET not in str(raised.value)
+
+
+def test_a_secret_file_that_is_no_file_stops_the_start_at_once(tmp_path):
+    # A FIFO blocked the start forever in open(); /dev/zero was read until memory ran out.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def read() -> None:
+        try:
+            read_webhook_secret(str(fifo), {})
+        except ValueError as e:
+            outcome.append(str(e))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # still blocked in open(): a writer lets it go
+        with open(fifo, "w"):
+            pass
+        reader.join(10)
+    assert outcome and "is not a regular file" in outcome[0]
+    with pytest.raises(ValueError, match="is not a regular file"):
+        read_webhook_secret("/dev/zero", {})
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (1024 * 1024))
+    with pytest.raises(ValueError, match="too long"):
+        read_webhook_secret(str(big), {})
+    link = tmp_path / "link"  # a Kubernetes secret is a symlink to a regular file: it is read
+    (tmp_path / "real").write_text(SECRET + "\n")
+    link.symlink_to(tmp_path / "real")
+    assert read_webhook_secret(str(link), {})["webhook_secret"] == SECRET
 
 
 # -- the handler, over a real socket -----------------------------------------------------------
@@ -328,7 +361,8 @@ def test_a_content_length_that_is_no_number_is_refused_without_an_error(hook, le
     # "\u00b2".isdigit() holds, but int() refuses it: an anonymous 500 with a traceback logged.
     headers = {"X-Hub-Signature-256": github_signature(PUSH)}
     with caplog.at_level(logging.WARNING, "jhsingle_native_proxy"):
-        answer = send_raw(hook, head_of(headers, 0).replace("Content-Length: 0", f"Content-Length: {length}"), b"")
+        head = head_of(headers, 0).replace("Content-Length: 0", f"Content-Length: {length}")
+        answer = send_raw(hook, head, b"")
     assert answer.split(b" ")[1] in (b"400", b"413"), answer[:100]
     assert "Traceback" not in caplog.text and "Uncaught" not in caplog.text
 
