@@ -16,7 +16,11 @@ digits) or whose GitLab token is wrong gets 403, before a byte of the body is re
 body must be read to be checked: that is the one unauthenticated body the proxy reads, at most
 BODY_LIMIT bytes (a Content-Length above it is 413 at once; a chunked body that grows past it
 gets 400 and the connection ends) within BODY_TIMEOUT seconds, and at most BODIES_AT_ONCE such
-bodies at a time (the next gets 503): BODY_LIMIT * BODIES_AT_ONCE bytes in all. A wrong
+bodies at a time: BODY_LIMIT * BODIES_AT_ONCE bytes in all. When all are taken, the next one
+comes in and the body read the longest is dropped (its connection closed): a turned-away newcomer
+let anyone with BODIES_AT_ONCE slow connections, renewed every BODY_TIMEOUT, turn away every
+real push, while a git host sends its body in milliseconds and is now dropped only by a client
+that opens connections faster than that. A wrong
 signature is 403 and a warning in the log with the client's address (never the secret or the
 body).
 
@@ -38,7 +42,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs
 
@@ -146,11 +150,23 @@ def ref_is_followed(ref: str | None, branch: str) -> bool:
 
 @dataclass
 class WebhookGate:
-    """The route's state: its secret, the followed branch, and the bodies being read now."""
+    """The route's state: its secret, the followed branch, and the bodies being read now (the
+    handlers, oldest first)."""
 
     secret: bytes
     branch: str
-    bodies_reading: int = 0
+    reading: dict[WebhookHandler, None] = field(default_factory=dict)
+
+    def take_turn(self, handler: WebhookHandler) -> None:
+        """Count `handler` among the bodies being read, dropping the oldest when all are taken."""
+        if len(self.reading) >= BODIES_AT_ONCE:
+            oldest = next(iter(self.reading))
+            self.reading.pop(oldest)
+            oldest.drop()
+        self.reading[handler] = None
+
+    def give_turn_back(self, handler: WebhookHandler) -> None:
+        self.reading.pop(handler, None)
 
 
 @web.stream_request_body
@@ -160,7 +176,6 @@ class WebhookHandler(BaseHandler):
     gate: WebhookGate
     _credential: tuple[str, str | None, str]
     _chunks: list[bytes]
-    _counted = False
 
     def initialize(self, gate: WebhookGate) -> None:
         self.gate = gate
@@ -193,11 +208,7 @@ class WebhookHandler(BaseHandler):
         if not _DIGITS.fullmatch(length) or int(length) > BODY_LIMIT:
             too_long = f"a Content-Length of {length[:20]}"
             return self.refuse(413, f"a webhook's body is at most {BODY_LIMIT} bytes", too_long)
-        if self.gate.bodies_reading >= BODIES_AT_ONCE:
-            self.send_error_page(503, "too many webhooks at once", retry_after=5)
-            return
-        self.gate.bodies_reading += 1
-        self._counted = True
+        self.gate.take_turn(self)
         self._credential = credential
         self.request.connection.set_max_body_size(BODY_LIMIT)
         self.request.connection.set_body_timeout(BODY_TIMEOUT)
@@ -208,9 +219,15 @@ class WebhookHandler(BaseHandler):
         self._chunks.append(chunk)
 
     def _release(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.gate.bodies_reading -= 1
+        self.gate.give_turn_back(self)
+
+    def drop(self) -> None:
+        """Stop reading this body (another needs its turn): the connection ends unanswered."""
+        self._chunks = []
+        log.warning(
+            "Webhook body from %s dropped: %d read at once", self.request.remote_ip, BODIES_AT_ONCE
+        )
+        self.request.connection.close()
 
     def on_finish(self) -> None:
         self._release()
