@@ -22,7 +22,7 @@ let anyone with BODIES_AT_ONCE slow connections, renewed every BODY_TIMEOUT, tur
 real push, while a git host sends its body in milliseconds and is now dropped only by a client
 that opens connections faster than that. A wrong
 signature is 403 and a warning in the log with the client's address (never the secret or the
-body).
+body), at most WARNINGS_PER_MINUTE a minute: a log kept at WARNING is not anyone's to fill.
 
 Once verified: push events (GitHub's and Gitea's `push`, GitLab's `Push Hook`, and whatever a
 generic sender sends, which names no event) ask the deployment for an update and get 202; a
@@ -41,6 +41,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,6 +64,9 @@ BODY_TIMEOUT = 20.0
 BODIES_AT_ONCE = 8
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,20}")
+# Refusals are warned of at most this often a minute: anyone can send them, and a log kept at
+# WARNING (the access lines are INFO) would have a line per request.
+WARNINGS_PER_MINUTE = 10
 # The credential headers, in the order they are looked for: (header, scheme).
 CREDENTIAL_HEADERS = (
     ("X-Hub-Signature-256", "sha256="),
@@ -148,6 +152,27 @@ def ref_is_followed(ref: str | None, branch: str) -> bool:
     return ref.startswith("refs/heads/")
 
 
+class RefusalWarnings:
+    """How many refusals may still be warned of this minute, and how many were left out."""
+
+    def __init__(self) -> None:
+        self.minute_began = float("-inf")
+        self.warned = 0
+        self.left_out = 0
+
+    def allow(self, now: float | None = None) -> tuple[bool, int]:
+        """Whether to warn of a refusal now, and (when it may) how many went unwarned before."""
+        now = time.monotonic() if now is None else now
+        if now - self.minute_began >= 60:
+            self.minute_began, self.warned = now, 0
+        if self.warned >= WARNINGS_PER_MINUTE:
+            self.left_out += 1
+            return False, 0
+        self.warned += 1
+        left_out, self.left_out = self.left_out, 0
+        return True, left_out
+
+
 @dataclass
 class WebhookGate:
     """The route's state: its secret, the followed branch, and the bodies being read now (the
@@ -156,6 +181,18 @@ class WebhookGate:
     secret: bytes
     branch: str
     reading: dict[WebhookHandler, None] = field(default_factory=dict)
+    warnings: RefusalWarnings = field(default_factory=RefusalWarnings)
+
+    def warn(self, message: str, *args: object) -> None:
+        """A warning of an anonymous client's doing, at a bounded rate."""
+        allowed, left_out = self.warnings.allow()
+        if not allowed:
+            return
+        if left_out:
+            log.warning("%d more webhook warnings were left out", left_out)
+        log.warning(message, *args)
+        if self.warnings.warned == WARNINGS_PER_MINUTE:
+            log.warning("no more warnings of refused webhooks this minute")
 
     def take_turn(self, handler: WebhookHandler) -> None:
         """Count `handler` among the bodies being read, dropping the oldest when all are taken."""
@@ -185,7 +222,7 @@ class WebhookHandler(BaseHandler):
         if why:
             forwarded = self.request.headers.get("X-Forwarded-For", "")[:200]
             via = f" (forwarded for {forwarded})" if forwarded else ""
-            log.warning("Webhook refused from %s%s: %s", self.request.remote_ip, via, why)
+            self.gate.warn("Webhook refused from %s%s: %s", self.request.remote_ip, via, why)
         self.send_error_page(status, message)
 
     def prepare(self) -> None:
@@ -224,7 +261,7 @@ class WebhookHandler(BaseHandler):
     def drop(self) -> None:
         """Stop reading this body (another needs its turn): the connection ends unanswered."""
         self._chunks = []
-        log.warning(
+        self.gate.warn(
             "Webhook body from %s dropped: %d read at once", self.request.remote_ip, BODIES_AT_ONCE
         )
         self.request.connection.close()

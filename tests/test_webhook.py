@@ -334,6 +334,26 @@ def test_without_a_valid_signature_nothing_is_asked(hook, target, headers, statu
     assert SECRET not in caplog.text and "refs/heads" not in caplog.text
 
 
+def test_refusals_are_warned_of_at_a_bounded_rate(hook, target, caplog):
+    # Anyone may send refused requests; a log kept at WARNING (access lines are INFO) had one
+    # line per request. Now a few a minute, then one line that counts the rest.
+    with caplog.at_level(logging.WARNING, "jhsingle_native_proxy"):
+        for _ in range(3 * webhook.WARNINGS_PER_MINUTE):
+            assert post(hook, {"X-Gitlab-Token": "wrong"}).status == 403
+    warned = [r for r in caplog.records if r.getMessage().startswith("Webhook refused")]
+    assert len(warned) == webhook.WARNINGS_PER_MINUTE
+    assert "no more warnings of refused webhooks this minute" in caplog.text
+
+
+def test_the_warnings_of_the_next_minute_count_those_left_out():
+    warnings = webhook.RefusalWarnings()
+    said = [warnings.allow(now=100.0 + i) for i in range(webhook.WARNINGS_PER_MINUTE + 5)]
+    assert said[: webhook.WARNINGS_PER_MINUTE] == [(True, 0)] * webhook.WARNINGS_PER_MINUTE
+    assert said[webhook.WARNINGS_PER_MINUTE :] == [(False, 0)] * 5
+    assert warnings.allow(now=161.0) == (True, 5)
+    assert warnings.allow(now=162.0) == (True, 0)
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"X-Hub-Signature-256": "sha1=00"}, {"X-Gitlab-Token": "wrong"}],
