@@ -21,6 +21,7 @@ from .proxy.app_request import CLIENT_GONE
 from .proxy.http import PROXIED_METHODS, ProxyHandler
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
+from .webhook import webhook_routes
 
 access_log = logging.getLogger("jhsingle_native_proxy.access")
 
@@ -122,6 +123,7 @@ def make_app(services: Services) -> web.Application:
         console = {path: with_hub_login(handler) for path, handler in console.items()}
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [(escaped + re.escape(RESERVED + path), h) for path, h in console.items()]
+    routes += webhook_routes(services, escaped)  # no hub login: its own gate
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
         Rule(WebSocketUpgrade(escaped + ".*"), websockets),

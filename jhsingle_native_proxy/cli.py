@@ -34,6 +34,7 @@ from .serverproxy import (
 )
 from .settings import SettingsError, build_settings
 from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
+from .webhook_secret import webhook_option
 
 PROG = "jhsingle-native-proxy"
 
@@ -361,6 +362,7 @@ def _options(f):
 )
 @_options
 @publish_options
+@webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)
 def _command(command: tuple[str, ...], disable_user_config: bool, **options) -> dict:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import sys
 from urllib.parse import unquote
 
@@ -124,23 +125,37 @@ def with_token(credentials: Credentials | None, token: str, username: str = "") 
     return Credentials(name, token)
 
 
-def read_token_file(path: str) -> str:
+# A token file holds one line; anything longer is not one (and is not read into memory).
+TOKEN_FILE_LIMIT = 64 * 1024
+
+
+def read_token_file(path: str, what: str = "token file") -> str:
     """The token in a file (a mounted Kubernetes secret, say), without surrounding whitespace:
-    `echo TOKEN > file` and `kubectl create secret --from-file` leave a final newline.
+    `echo TOKEN > file` and `kubectl create secret --from-file` leave a final newline. `what`
+    names the file in messages (the webhook's secret file uses this too).
 
     Raises ValueError, with a message for the admin, if it cannot be read, is empty or holds
     several lines.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
+        # Not blocking in open(): a FIFO would hold the start forever. A regular file only (a
+        # symlink to one, as Kubernetes mounts secrets, is fine), read up to a bound: /dev/zero
+        # would be read until memory runs out.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"the {what} {path} is not a regular file")
+            data = f.read(TOKEN_FILE_LIMIT + 1)
+        if len(data) > TOKEN_FILE_LIMIT:
+            raise ValueError(f"the {what} {path} is too long for a token")
+        token = data.decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as e:
         reason = getattr(e, "strerror", None) or e
-        raise ValueError(f"the token file {path} cannot be read: {reason}") from None
+        raise ValueError(f"the {what} {path} cannot be read: {reason}") from None
     if not token:
-        raise ValueError(f"the token file {path} is empty")
+        raise ValueError(f"the {what} {path} is empty")
     if any(c in token for c in "\r\n\0"):
-        raise ValueError(f"the token file {path} holds more than one line")
+        raise ValueError(f"the {what} {path} holds more than one line")
     return token
 
 

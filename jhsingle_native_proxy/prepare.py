@@ -23,8 +23,8 @@ log = logging.getLogger("jhsingle_native_proxy")
 
 PROGRESS_LINES_KEPT = 50
 # Variables that may hold the repository's credentials: for the checkout's stdin only, never in
-# the environment of the checkout child or of the app.
-REPO_SECRET_VARIABLES = frozenset({"JHSNP_REPO", "JHSNP_REPO_TOKEN"})
+# the environment of the checkout child or of the app. The webhook's secret is the proxy's alone.
+REPO_SECRET_VARIABLES = frozenset({"JHSNP_REPO", "JHSNP_REPO_TOKEN", "JHSNP_WEBHOOK_SECRET"})
 # This server's token for the hub's API (under its name and its older one): never in the
 # checkout child's environment; in the app's unless --hide-hub-token.
 HUB_TOKEN_VARIABLES = frozenset({"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"})

@@ -23,6 +23,7 @@ from .git_credentials import read_token_file, split_url, takes_credentials, with
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
+from .webhook_secret import read_webhook_secret
 
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 8888
@@ -170,6 +171,10 @@ class Settings:
     repo_token_file: str = ""
     # --repo itself held credentials, which anyone on the machine sees in the process list.
     repo_credentials_on_command_line: bool = False
+    # --webhook-secret-file (absolute), else JHSNP_WEBHOOK_SECRET: the webhook's secret (not in
+    # repr), read once at start; "" = no webhook (webhook_secret.py).
+    webhook_secret_file: str = ""
+    webhook_secret: str = field(default="", repr=False)
     # Commits to fetch when cloning; 0 = the whole history (NBGITPULLER_DEPTH, as nbgitpuller).
     checkout_depth: int = 1
     conda_env: str = ""
@@ -318,6 +323,7 @@ DERIVED_FIELDS = frozenset(
         "repo_username",
         "repo_password",
         "repo_credentials_on_command_line",
+        "webhook_secret",
         "checkout_depth",
         "hub",
         "environ",
@@ -467,6 +473,10 @@ def build_settings(
             raise SettingsError(f"{given_as} {working_dir!r} is not a directory")
 
     repo_credentials = _repo_credentials(options, environ)
+    try:
+        repo_credentials.update(read_webhook_secret(options.get("webhook_secret_file"), environ))
+    except ValueError as e:  # the message holds no secret
+        raise SettingsError(str(e)) from None
     repo = str(repo_credentials["repo"])
     repofolder = str(options.get("repofolder") or "")
     if repo and not repofolder:
