@@ -60,6 +60,8 @@ class RevisionSource:
         self.trees = os.path.join(self.root, "revisions")
         # The branch followed: --repobranch, else the remote's default as it names it.
         self.branch = settings.repobranch.strip()
+        # The folders `git worktree add` made whole in this process: the only ones reused.
+        self._made: set[str] = set()
 
     def folder(self, commit: str) -> str:
         return os.path.join(self.trees, commit)
@@ -154,12 +156,18 @@ class RevisionSource:
         if fetched != commit:
             log.info("The branch moved on to %s while it was fetched", fetched[:12])
         folder = self.folder(fetched)
+        if os.path.lexists(folder) and folder not in self._made:
+            # Not one this process checked out whole: a `worktree add` cut by its deadline or
+            # a crash (half a tree), or a previous run's folder its app wrote in. Made again.
+            log.info("Checking %s out again: its folder was not made whole here", fetched[:12])
+            await self.remove(fetched)
         if not os.path.isdir(folder):
             os.makedirs(self.trees, exist_ok=True)
             await self._git(session, "--git-dir", self.bare, "worktree", "prune")
             await self._git(
                 session, "--git-dir", self.bare, "worktree", "add", "--detach", folder, fetched
             )
+            self._made.add(folder)
         return fetched
 
     async def describe(self, commit: str) -> CommitInfo:
@@ -175,6 +183,7 @@ class RevisionSource:
     async def remove(self, commit: str) -> None:
         """Remove a revision's folder (an old one, or one whose app failed)."""
         folder = self.folder(commit)
+        self._made.discard(folder)
         session = self._session(LS_REMOTE_TIMEOUT)
         try:
             await self._git(

@@ -457,3 +457,19 @@ def test_a_request_under_way_finishes_on_the_old_revision(start_proxy, upstream,
         under_way.join(30)
     assert answers == [(200, "v1")]
     wait_for(lambda: len(app_processes(proxy)) == 1, 20, what="the old app to be ended")
+
+
+def test_a_folder_not_checked_out_whole_by_this_run_is_checked_out_again(
+    start_proxy, upstream, tmp_path
+):
+    """A revision's folder left by a `worktree add` cut short (its deadline, a crash) or by a
+    previous run whose app wrote in it is not the commit: it is made again, never reused."""
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    commit = revisions(proxy)["live"]["commit"]
+    assert proxy.stop() == 0
+    folder = tmp_path / "published" / "revisions" / commit
+    (folder / "version.txt").write_text("not the commit\n")
+    (folder / "app.py").unlink()  # half a tree
+    again = start_published(start_proxy, upstream, tmp_path)  # asserts it serves v1
+    assert revisions(again)["live"]["commit"] == commit
+    assert (folder / "app.py").read_text() == PUBLISHED_APP
