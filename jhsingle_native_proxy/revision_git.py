@@ -32,8 +32,49 @@ log = logging.getLogger("jhsingle_native_proxy")
 # Deadlines: asking where the branch is, and fetching plus making a folder.
 LS_REMOTE_TIMEOUT = 30.0
 FETCH_TIMEOUT = 300.0
+# What is kept of a git command's output: its stdout is small (a commit, a line of `log`, the
+# refs ending in refs/heads/BRANCH); more is a host sending refs without end, and fails. Of its
+# stderr (a host may send "remote:" lines without end) the last part, where git's error is.
+STDOUT_LIMIT = 1 << 20
+STDERR_KEPT = 64 << 10
 # The ref that holds the branch's last fetched commit in the bare repository.
 FETCHED_REF = "refs/jhsnp/followed"
+
+
+class OutputTooLong(Exception):
+    """A git command's stdout passed STDOUT_LIMIT."""
+
+
+async def _bounded_output(process: asyncio.subprocess.Process) -> tuple[bytes, bytes]:
+    """A git command's stdout (OutputTooLong past STDOUT_LIMIT) and the last STDERR_KEPT bytes
+    of its stderr, once it has ended: never more than that in memory, whatever git is sent."""
+    assert process.stdout is not None and process.stderr is not None
+
+    async def stdout() -> bytes:
+        kept = bytearray()
+        while chunk := await process.stdout.read(65536):
+            kept += chunk
+            if len(kept) > STDOUT_LIMIT:
+                raise OutputTooLong
+        return bytes(kept)
+
+    async def stderr() -> bytes:
+        kept = bytearray()
+        while chunk := await process.stderr.read(65536):
+            kept += chunk
+            del kept[:-STDERR_KEPT]
+        return bytes(kept)
+
+    readers = asyncio.gather(stdout(), stderr())
+    try:
+        out, err = await readers
+    except BaseException:
+        readers.cancel()
+        with contextlib.suppress(BaseException):
+            await readers
+        raise
+    await process.wait()
+    return out, err
 
 
 class RevisionGitError(Exception):
@@ -97,7 +138,14 @@ class RevisionSource:
         except OSError as e:
             raise RevisionGitError(f"git could not be run: {e.strerror or e}") from None
         try:
-            out, err = await asyncio.wait_for(process.communicate(), session.timeout)
+            out, err = await asyncio.wait_for(_bounded_output(process), session.timeout)
+        except OutputTooLong:
+            signal_group(process.pid, 9)
+            with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):
+                await asyncio.wait_for(process.wait(), 5)
+            raise RevisionGitError(
+                f"git {args[0]} wrote more than {STDOUT_LIMIT >> 20} MiB (the host's refs?)"
+            ) from None
         except (asyncio.TimeoutError, asyncio.CancelledError) as e:
             signal_group(process.pid, 9)
             with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError):

@@ -473,3 +473,17 @@ def test_a_folder_not_checked_out_whole_by_this_run_is_checked_out_again(
     again = start_published(start_proxy, upstream, tmp_path)  # asserts it serves v1
     assert revisions(again)["live"]["commit"] == commit
     assert (folder / "app.py").read_text() == PUBLISHED_APP
+
+
+def test_a_host_sending_refs_without_end_is_an_error_not_the_proxys_memory(
+    start_proxy, upstream, tmp_path
+):
+    """`git ls-remote URL refs/heads/main` prints every ref ending in /refs/heads/main: a host
+    may send any number. Past a bound it is an error, and the live revision keeps serving."""
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    tip = git(upstream.path, "rev-parse", "HEAD").strip()
+    refs = "".join(f"{tip} refs/pad/{n:06d}/refs/heads/main\n" for n in range(20000))
+    with open(upstream.path / ".git" / "packed-refs", "a") as packed:
+        packed.write(refs)  # about 1.3 MB of ls-remote output
+    wait_for(lambda: "wrote more than" in revisions(proxy)["error"], 20, what="the error")
+    assert version(proxy) == "v1"
