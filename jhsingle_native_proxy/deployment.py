@@ -93,6 +93,17 @@ def folders_to_remove(revisions: list[Revision]) -> list[Revision]:
     return gone
 
 
+def revisions_remembered(revisions: list[Revision]) -> list[Revision]:
+    """Of revisions (newest first), those the deployment keeps: the newest REVISIONS_LISTED * 2,
+    and older ones still live, starting or on disk, however many failed pushes came since (else
+    the console would lose the live revision, and a folder would never be removed)."""
+    limit = REVISIONS_LISTED * 2
+    return [
+        r for n, r in enumerate(revisions)
+        if n < limit or r.on_disk or r.state in ("live", "starting")
+    ]  # fmt: skip
+
+
 class RevisionSupervisor(AppSupervisor):
     """One revision's app: the supervisor's life, prepared from the revision's own folder.
 
@@ -349,7 +360,7 @@ class Deployment:
 
     def _add(self, revision: Revision) -> None:
         self.revisions.insert(0, revision)
-        del self.revisions[REVISIONS_LISTED * 2 :]
+        self.revisions = revisions_remembered(self.revisions)
 
     async def _drain_old(self, old: AppSupervisor) -> None:
         """Let the old app's connections end (bounded by --drain-timeout), then end the app."""

@@ -487,3 +487,17 @@ def test_a_host_sending_refs_without_end_is_an_error_not_the_proxys_memory(
         packed.write(refs)  # about 1.3 MB of ls-remote output
     wait_for(lambda: "wrote more than" in revisions(proxy)["error"], 20, what="the error")
     assert version(proxy) == "v1"
+
+
+def test_the_live_revision_is_remembered_after_any_number_of_failed_pushes():
+    from jhsingle_native_proxy.deployment import REVISIONS_LISTED, Revision, revisions_remembered
+    from jhsingle_native_proxy.revision_git import CommitInfo
+
+    def made(n: int, state: str, on_disk: bool) -> Revision:
+        return Revision(CommitInfo(f"{n:040x}", "", "", 0.0), state=state, on_disk=on_disk)
+
+    failed = [made(n, "failed", False) for n in range(REVISIONS_LISTED * 3)]
+    live, previous = made(1000, "live", True), made(1001, "previous", True)
+    gone = made(1002, "previous", False)
+    kept = revisions_remembered([*failed, live, previous, gone])
+    assert kept == [*failed[: REVISIONS_LISTED * 2], live, previous]
