@@ -242,6 +242,7 @@ class Deployment:
             head = await self._checked_head()
             progress.add(f"Checking out {self.source.branch} at {head[:12]}")
             commit = await self.source.check_out(head)
+            await self.source.remove_others(commit)
             revision = Revision(await self.source.describe(commit), state="live")
             self._add(revision)
             progress.add(f"{commit[:12]}: {revision.info.subject}")

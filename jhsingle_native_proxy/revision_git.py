@@ -218,6 +218,16 @@ class RevisionSource:
             self._made.add(folder)
         return fetched
 
+    async def remove_others(self, kept: str) -> None:
+        """Remove every revision folder but `kept`'s: at the first start, a previous run's
+        folders, which this run neither lists nor would ever remove (each restart would leave
+        up to FOLDERS_KEPT more on the disk)."""
+        with contextlib.suppress(FileNotFoundError):
+            for name in await asyncio.to_thread(os.listdir, self.trees):
+                if name != kept:
+                    log.info("Removing the folder of %s, from a previous run", name[:12])
+                    await self.remove(name)
+
     async def describe(self, commit: str) -> CommitInfo:
         """Subject, author and time of a fetched commit."""
         session = self._session(LS_REMOTE_TIMEOUT)

@@ -501,3 +501,25 @@ def test_the_live_revision_is_remembered_after_any_number_of_failed_pushes():
     gone = made(1002, "previous", False)
     kept = revisions_remembered([*failed, live, previous, gone])
     assert kept == [*failed[: REVISIONS_LISTED * 2], live, previous]
+
+
+def test_a_restart_removes_the_folders_of_the_previous_run(start_proxy, upstream, tmp_path):
+    """The revisions a previous run kept are no one's to roll back to: a restart removes them
+    (else each restart of the server would leave a few more trees on the disk)."""
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    upstream.push("v2")
+    wait_for(lambda: version(proxy) == "v2", 30, what="v2 to go live")
+    trees = tmp_path / "published" / "revisions"
+    assert len(list(trees.iterdir())) == 2
+    assert proxy.stop() == 0
+    again = start_proxy(
+        [
+            "--repo", upstream.url, "--repobranch", "main",
+            "--repofolder", str(tmp_path / "published"), "--follow",
+        ],
+        app=[sys.executable, "app.py", "{port}"],
+    )  # fmt: skip
+    live = revisions(again)["live"]["commit"]
+    assert [p.name for p in trees.iterdir()] == [live]
+    worktrees = git(tmp_path / "published" / "repo.git", "worktree", "list", "--porcelain")
+    assert worktrees.count("worktree ") == 2  # the bare repository and the live revision
