@@ -59,6 +59,8 @@ def _parent_death_signal() -> Callable[[], None] | None:
 
 
 _DIE_WITH_PARENT = _parent_death_signal()
+# For the proxy's other children that must not outlive it (publish mode's git).
+DIE_WITH_PARENT = _DIE_WITH_PARENT
 
 
 def describe_exit(code: int) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .git_credentials import Credentials, read_token_file, split_url
 from .git_session import Session
 from .prepare import checkout_environment
-from .process import signal_group
+from .process import DIE_WITH_PARENT, signal_group
 from .settings import Settings
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -134,6 +134,8 @@ class RevisionSource:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                # A proxy killed outright takes git along (a hanging host would keep it forever).
+                preexec_fn=DIE_WITH_PARENT,
             )
         except OSError as e:
             raise RevisionGitError(f"git could not be run: {e.strerror or e}") from None

@@ -523,3 +523,35 @@ def test_a_restart_removes_the_folders_of_the_previous_run(start_proxy, upstream
     assert [p.name for p in trees.iterdir()] == [live]
     worktrees = git(tmp_path / "published" / "repo.git", "worktree", "list", "--porcelain")
     assert worktrees.count("worktree ") == 2  # the bare repository and the live revision
+
+
+def test_git_does_not_outlive_a_proxy_killed_outright(start_proxy, upstream, tmp_path):
+    """SIGKILL to the proxy while `git ls-remote` waits on a host that never answers (here a
+    FIFO for its refs): git gets SIGKILL too, instead of waiting for ever."""
+    import os
+    import signal
+
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    packed = upstream.path / ".git" / "packed-refs"
+    if packed.exists():
+        packed.unlink()
+    os.mkfifo(packed)
+
+    def ls_remotes() -> list[int]:
+        return [
+            pid
+            for pid in loadgen.process_tree(proxy.pid)
+            if b"ls-remote" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ]
+
+    waiting = wait_for(ls_remotes, 10, what="git ls-remote to wait on the host")
+    helpers = loadgen.process_tree(waiting[0])
+    proxy.process.kill()
+    proxy.process.wait(10)
+    try:
+        wait_for(lambda: not Path(f"/proc/{waiting[0]}").exists(), 10, what="git to end")
+    finally:
+        for pid in [*waiting, *helpers]:  # upload-pack, blocked on the FIFO, is git's child
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        packed.unlink()
