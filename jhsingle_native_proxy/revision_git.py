@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -103,6 +104,8 @@ class RevisionSource:
         self.branch = settings.repobranch.strip()
         # The folders `git worktree add` made whole in this process: the only ones reused.
         self._made: set[str] = set()
+        # The lock held on the bare repository for the life of the process (see _hold).
+        self._held: int | None = None
 
     def folder(self, commit: str) -> str:
         return os.path.join(self.trees, commit)
@@ -196,6 +199,7 @@ class RevisionSource:
         if not os.path.isdir(self.bare):
             os.makedirs(self.root, exist_ok=True)
             await self._git(session, "init", "--quiet", "--bare", self.bare)
+        self._hold()
         depth = self.settings.checkout_depth
         fetch = ["--git-dir", self.bare, "fetch", "--quiet", "--no-tags", "--force"]
         if depth:
@@ -219,6 +223,26 @@ class RevisionSource:
             )
             self._made.add(folder)
         return fetched
+
+    def _hold(self) -> None:
+        """Take the folder for this process alone, or raise RevisionGitError.
+
+        Two proxies on one --repofolder (named servers of one user publishing the same
+        repository get the same default folder) would fetch into one ref, each make the
+        other's folders and remove them. The lock is the kernel's: it goes with the process,
+        however it ends, and the app does not inherit it.
+        """
+        if self._held is not None:
+            return
+        fd = os.open(os.path.join(self.bare, "jhsnp.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RevisionGitError(
+                f"another proxy publishes from {self.root}: give each its own --repofolder"
+            ) from None
+        self._held = fd
 
     async def remove_others(self, kept: str) -> None:
         """Remove every revision folder but `kept`'s: at the first start, a previous run's

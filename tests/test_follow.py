@@ -555,3 +555,24 @@ def test_git_does_not_outlive_a_proxy_killed_outright(start_proxy, upstream, tmp
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         packed.unlink()
+
+
+def test_a_second_proxy_on_the_same_folder_is_refused_and_touches_nothing(
+    start_proxy, upstream, tmp_path
+):
+    """Named servers publishing one repository get one default --repofolder: the second would
+    fetch into the first's ref and remove its folders. It fails to start instead, saying why."""
+    proxy = start_published(start_proxy, upstream, tmp_path)
+    live = revisions(proxy)["live"]["commit"]
+    folder = tmp_path / "published" / "revisions" / live
+    second = start_proxy(
+        [
+            "--repo", upstream.url, "--repobranch", "main",
+            "--repofolder", str(tmp_path / "published"), "--follow",
+        ],
+        app=[sys.executable, "app.py", "{port}"],
+        wait="listening",
+    )  # fmt: skip
+    wait_for(lambda: second.status().get("state") == "failed", 20, what="the refusal")
+    assert "another proxy publishes from" in "\n".join(second.status()["lines"])
+    assert (folder / "app.py").exists() and version(proxy) == "v1"
