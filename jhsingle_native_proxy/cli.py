@@ -23,6 +23,7 @@ import click
 
 from ._version import __version__
 from .http_hygiene import header_problem
+from .option_types import Seconds
 from .presets import apply_preset, describe_presets
 from .publish_options import publish_options, publish_problem, publish_settings
 from .serverproxy import (
@@ -100,7 +101,7 @@ def _options(f):
         ),
         click.option(
             "--request-timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(min=0, min_open=True),
             default=300,
             show_default=True,
             help="Seconds to wait for the app to start answering a request (not a "
@@ -108,7 +109,7 @@ def _options(f):
         ),
         click.option(
             "--last-activity-interval",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=300,
             show_default=True,
             help="Seconds between activity reports to the hub; 0 never reports.",
@@ -132,7 +133,7 @@ def _options(f):
             "--ready-timeout",
             "--timeout",
             "ready_timeout",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Seconds(min=0, min_open=True),
             default=10,
             show_default=True,
             help="Seconds the app has to become ready after a start.",
@@ -288,7 +289,7 @@ def _options(f):
         ),
         click.option(
             "--websocket-ping-interval",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=30,
             show_default=True,
             help="Seconds between pings on idle websockets, both to the browser and to the app, "
@@ -319,7 +320,7 @@ def _options(f):
         ),
         click.option(
             "--aiohttp-request-timeout",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=None,
             help="Seconds allowed for each call to the hub's API [default: 20]; 0 (no limit in "
             "0.8.3) also means the default, since every wait here has a bound.",
@@ -333,7 +334,7 @@ def _options(f):
         click.option("--disable-user-config", is_flag=True, default=False, hidden=True),
         click.option(
             "--hub-probe-timeout",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=25,
             show_default=True,
             help="Seconds after a start during which JupyterHub's readiness probe hears 'not "
@@ -341,7 +342,7 @@ def _options(f):
         ),
         click.option(
             "--shutdown-grace",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=5,
             show_default=True,
             help="Seconds the app has to exit after SIGTERM before it is killed.",

@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import click
 
+from .option_types import Seconds
+
 F = TypeVar("F", bound=Callable)
 
 DEFAULT_INTERVAL = 60.0
@@ -45,7 +47,7 @@ def publish_options(f: F) -> F:
         ),
         click.option(
             "--follow-interval",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=DEFAULT_INTERVAL,
             show_default=True,
             metavar="SECONDS",
@@ -54,7 +56,7 @@ def publish_options(f: F) -> F:
         ),
         click.option(
             "--drain-timeout",
-            type=click.FloatRange(min=0),
+            type=Seconds(min=0),
             default=DEFAULT_DRAIN,
             show_default=True,
             metavar="SECONDS",

@@ -280,3 +280,18 @@ def test_angle_bracket_dashes_among_our_options(start_proxy):
     proxy = start_proxy(raw_argv=raw_argv, port=port, prefix="/")
     assert app_argv(proxy)[1:] == ["--say", "inline"]
     assert proxy.get("echo").status == 200
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["--ready-timeout", "--request-timeout", "--shutdown-grace", "--follow-interval",
+     "--drain-timeout", "--aiohttp-request-timeout", "--hub-probe-timeout"],
+)  # fmt: skip
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_duration_must_be_a_finite_number(option, value):
+    """`float()` reads nan and inf, and a float range let them through (NaN compares false with
+    every bound): a `nan` timeout made every wait end at once or never."""
+    result = run_cli(["--authtype", "none", option, value, "--list-servers"])
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(r"not a finite number of seconds|not in the range", result.stderr)
