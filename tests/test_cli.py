@@ -295,3 +295,16 @@ def test_a_duration_must_be_a_finite_number(option, value):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert re.search(r"not a finite number of seconds|not in the range", result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", "not json", "is not a JSON list"),
+        ("JUPYTERHUB_COOKIE_OPTIONS", "[1, 2]", "is not a JSON object"),
+    ],
+)
+def test_a_hub_variable_the_hub_never_writes_is_one_line(variable, value, says):
+    argv = ["--authtype", "none", "--port", str(free_port()), "--", "true"]
+    result = run_cli(argv, env={variable: value}, timeout=20)
+    assert cli_error(result.stderr, result.returncode).startswith(f"{variable} {says}")
