@@ -58,6 +58,20 @@ def kill_pid(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def raw_exchange(port: int, data: bytes, until: bytes = b"\r\n\r\n") -> bytes:
+    """Send `data` as it is on a new connection and read the answer up to `until` (or the
+    connection's end): for requests no HTTP client would write."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while until not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
 @dataclass
 class Response:
     status: int

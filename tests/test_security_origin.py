@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from test_security import hub_env
 
-from conftest import ECHO_APP, console_form, request, wait_for
+from conftest import ECHO_APP, console_form, raw_exchange, request, wait_for
 from jhsingle_native_proxy import http_hygiene as h
 from jhsingle_native_proxy.log_lines import escape_controls
 from jhsingle_native_proxy.login_state import without_dot_segments
@@ -153,15 +152,7 @@ def forged_lines(log: str, marker: str) -> list[str]:
 
 
 def raw_request(port: int, head: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head)
-        answer = b""
-        while b"\r\n" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-    return answer.split(b"\r\n", 1)[0]
+    return raw_exchange(port, head, until=b"\r\n").split(b"\r\n", 1)[0]
 
 
 def test_request_data_cannot_start_a_log_line(start_proxy):

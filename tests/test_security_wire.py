@@ -8,7 +8,6 @@ test of 1 only with a tornado before 6.5 (which let a bare CR through; 6.5 is no
 
 from __future__ import annotations
 
-import socket
 import sys
 from types import SimpleNamespace
 from unittest import mock
@@ -17,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from tornado import httputil, web
 
-from conftest import APPS
+from conftest import APPS, raw_exchange
 from jhsingle_native_proxy import http_hygiene as h
 from jhsingle_native_proxy.auth import AuthMixin, app_may_set_cookie, is_hub_cookie
 from jhsingle_native_proxy.base import BaseHandler
@@ -79,18 +78,12 @@ def test_a_header_value_with_a_bare_cr_is_refused_before_the_app_is_asked():
 
 def _upgrade(port: int, target: str, extra: str = "") -> str:
     """A websocket handshake written by hand: the head of the answer (status line, headers)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-            f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n".encode()
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+    head = (
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+    data = raw_exchange(port, head.encode())
     return data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
 
 
