@@ -141,9 +141,9 @@ class RevisionSupervisor(AppSupervisor):
                 self.progress.add(str(e))
                 return Failure(FailureKind.NOT_PREPARED, str(e), list(self.progress.lines))
             self.settings = self.deployment.settings_for(self.revision.commit)
+            self.given_settings = self.settings
         hide = self.settings.hide_hub_token
-        self.app_environ = app_environment(self.base_environ, hide_hub_token=hide)
-        return None
+        return await self._prepare_app(app_environment(self.base_environ, hide_hub_token=hide))
 
 
 class Deployment:

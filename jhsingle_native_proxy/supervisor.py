@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
+from .app_preparation import AppPreparation
+from .app_state import AppState, AppStatus, Failure, FailureKind
 from .command import TemplateError
 from .launch import CommandResolver, build_launch
 from .prepare import (
@@ -38,7 +38,6 @@ from .prepare import (
 )
 from .process import (
     AppProcess,
-    describe_exit,
     describe_start_error,
     free_port,
     spawn_with_output,
@@ -55,87 +54,6 @@ BACKOFF_MAX = 30.0
 # An instance that had been ready this long is restarted at once when it ends, and resets the
 # backoff; one that ends sooner (a crash loop at start) waits BACKOFF_FIRST, doubling.
 STABLE_AFTER = 2.0
-
-
-class AppState(enum.Enum):
-    WAITING = "waiting"  # not started: the command needs {origin_host} from the owner's visit
-    STARTING = "starting"
-    READY = "ready"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class FailureKind(enum.Enum):
-    NOT_PREPARED = "could not be prepared"  # the checkout failed
-    NOT_STARTED = "could not be started"  # a bad command or config, or nothing to execute
-    NOT_READY = "did not become ready"  # no answer within --ready-timeout: killed
-    EXITED = "exited"  # it ran and ended: restarted by itself
-
-
-@dataclass
-class Failure:
-    """Why the app is not running, for the pages and the logs."""
-
-    kind: FailureKind
-    detail: str
-    output: list[str] = field(default_factory=list)
-    # When the automatic restart is due (monotonic clock); None until one is scheduled.
-    retry_at: float | None = None
-
-    @classmethod
-    def exit(cls, code: int) -> Failure:
-        return cls(FailureKind.EXITED, describe_exit(code))
-
-    @classmethod
-    def not_ready(cls, settings: Settings) -> Failure:
-        s = settings
-        what = (
-            "accept connections" if s.raw_socket_proxy else f"answer HTTP at {s.ready_check_path}"
-        )
-        return cls(FailureKind.NOT_READY, f"did not {what} within {s.ready_timeout:g} seconds")
-
-    @property
-    def exited(self) -> bool:
-        """An app that ran and exited restarts by itself; other failures wait for a request."""
-        return self.kind is FailureKind.EXITED
-
-    @property
-    def reason(self) -> str:
-        """What happened, as the end of "The app ...": `exited with status 1`."""
-        if self.kind in (FailureKind.EXITED, FailureKind.NOT_READY):
-            return self.detail
-        return f"{self.kind.value}: {self.detail}"
-
-    @property
-    def public_reason(self) -> str:
-        """`reason` for viewers who may not see the app's output: a failed checkout's or
-        start's detail (server paths, git's text, the repository's URL) is left out."""
-        if self.kind in (FailureKind.EXITED, FailureKind.NOT_READY):
-            return self.detail
-        return f"{self.kind.value}; its owner can see why"
-
-    @property
-    def sentence(self) -> str:
-        return f"The app {self.reason}"
-
-
-@dataclass(frozen=True)
-class AppStatus:
-    """What the handlers may know of the app at one moment (the supervisor's own state is not
-    theirs to read piecemeal)."""
-
-    state: AppState
-    phase: str
-    # The latest progress and output lines: the owner's to see, and admins' (viewer_sees_output).
-    lines: list[str]
-    failure: Failure | None
-    # Seconds until an automatic restart, when one is scheduled.
-    retry_in: float | None
-    # When the running instance became ready (wall clock, seconds since the epoch), if it is.
-    ready_since: float | None = None
-    # How many times the app was started again after its first start (by itself or when asked).
-    restarts: int = 0
-    pid: int | None = None
 
 
 def restart_delay(up_for: float, restarts: int) -> tuple[int, float]:
@@ -191,6 +109,9 @@ class AppSupervisor:
         """`environ` is the app's environment (the conda environment's, if any, activated at
         start-up); `resolve_command` turns the command's first word into a path in it."""
         self.settings = settings
+        # The settings as the server was started with them: each preparation lays what the
+        # repository says about its app under these again (app_preparation.py).
+        self.given_settings = settings
         self.base_environ = dict(settings.environ if environ is None else environ)
         self.resolve_command = resolve_command
         # Where the app is: its unix socket path ("" for TCP on 127.0.0.1), its port.
@@ -219,6 +140,7 @@ class AppSupervisor:
         self._task: asyncio.Task | None = None
         self._process: AppProcess | None = None
         self._checkout: Checkout | None = None
+        self._preparation: AppPreparation | None = None
         self._spawned = 0  # instances started
         self._ready_since: float | None = None
         # A restart was asked for: the instance that ends next is not a failure.
@@ -317,6 +239,8 @@ class AppSupervisor:
         self._kick.set()  # out of a backoff or a wait for a request
         if self._checkout is not None:
             self._checkout.stop()
+        if self._preparation is not None:
+            self._preparation.stop()
         if self._process is not None:
             await self._process.end_group(self.settings.shutdown_grace)
 
@@ -326,6 +250,8 @@ class AppSupervisor:
         self._kick.set()
         if self._checkout is not None:
             self._checkout.stop()
+        if self._preparation is not None:
+            self._preparation.stop()
         if self._process is not None:
             await self._process.end_group(self.settings.shutdown_grace)
         if self._task is not None:
@@ -411,8 +337,22 @@ class AppSupervisor:
             finally:
                 self._checkout = None
         # The repository's credentials are for the checkout only, not for the app.
-        self.app_environ = app_environment(self.base_environ, hide_hub_token=s.hide_hub_token)
+        environ = app_environment(self.base_environ, hide_hub_token=s.hide_hub_token)
+        return await self._prepare_app(environ)
+
+    async def _prepare_app(self, environ: dict[str, str]) -> Failure | None:
+        """What the repository says about its app, and its packages (app_preparation.py)."""
+        self._preparation = AppPreparation(self.given_settings, self.progress, self._set_phase)
+        try:
+            self.settings, self.app_environ = await self._preparation.run(environ)
+        except NotPrepared as e:
+            return Failure(FailureKind.NOT_PREPARED, str(e), list(self.progress.lines))
+        finally:
+            self._preparation = None
         return None
+
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
 
     async def _run_once(self) -> tuple[Failure, float]:
         """Start one instance and return why it ended and how long it was ready for."""
