@@ -38,4 +38,7 @@ class AppPreparation:
         `environ` is the app's environment as the checkout leaves it (credentials removed, a
         conda environment activated).
         """
-        return self.settings, environ
+        settings = self.settings
+        # 1. What the repository says about its app, under the command line (repository_app.py).
+        # 2. Its packages, installed when the app's Python lacks them (app_packages.py).
+        return settings, environ
