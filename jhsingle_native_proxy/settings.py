@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from . import command as command_templates
 from .framing import DEFAULT_SOURCES, sources_problem
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
+from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
 from .publish_options import PublishSettings
@@ -122,6 +123,14 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # --follow and its options (publish_options.py).
     publish: PublishSettings = field(default_factory=PublishSettings)
+    # What the command line said about the app, for laying the repository's own description
+    # under it after each checkout (repository_app.py); which preset runs ("" for a command),
+    # which source decided, and what the repository declares to install (app_packages.py).
+    given_app: GivenApp = field(default_factory=GivenApp)
+    app_name: str = ""
+    app_source: str = "command line"
+    app_requirements: tuple[str, ...] = ()
+    framework_pin: str = ""
 
     @property
     def base_url(self) -> str:
@@ -345,7 +354,9 @@ def build_settings(
     field's default. A key that is no option is UnknownSettingError.
     """
     _check_option_names(options)
-    if not command and not options.get("command_factory"):
+    given_app = options.get("given_app")
+    deferred = isinstance(given_app, GivenApp) and given_app.deferred
+    if not command and not options.get("command_factory") and not deferred:
         raise SettingsError(
             "no command given: put the app's command after the options, e.g. "
             "jhsingle-native-proxy -- python3 -m http.server {port}"
