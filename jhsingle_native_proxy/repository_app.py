@@ -55,11 +55,19 @@ def resolve(settings: Settings, folder: str = "") -> Settings:
     given = settings.given_app
     try:
         found = read_description(folder)
-        return _laid(settings, given, found, folder)
+        resolved = _laid(settings, given, found, folder)
     except (ManifestError, PresetError) as e:
         raise RepositoryAppError(str(e)) from None
     except OSError as e:
         raise RepositoryAppError(f"the repository's files could not be read: {e}") from None
+    if resolved.starts_at_first_request and not settings.starts_at_first_request:
+        # Whether a start waits for the owner's visit is decided before the checkout.
+        raise RepositoryAppError(
+            f"{resolved.app_source}: {{origin_host}} is known only from the owner's first "
+            "visit, which a start decided by the repository does not wait for: give such a "
+            "command on the command line"
+        )
+    return resolved
 
 
 def _laid(settings: Settings, given: GivenApp, found: Description, folder: str) -> Settings:

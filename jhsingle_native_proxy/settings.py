@@ -116,6 +116,12 @@ class Settings:
     activity_exclude: tuple[str, ...] = ()
     server_label: str = ""
     server_ignored: tuple[str, ...] = ()
+    # What the command line said about the app (app_choice.py), kept to lay the repository's
+    # own description under it after each checkout (repository_app.py); the preset that runs
+    # ("" for a command) and the source that decided, for --list-apps and the console.
+    given_app: GivenApp = field(default_factory=GivenApp)
+    app_name: str = ""
+    app_source: str = "command line"
     hub: HubSettings = field(default_factory=HubSettings)
     # Names of jupyterhub-singleuser flags we were given but have no use for (warned about once).
     ignored_flags: tuple[str, ...] = ()
@@ -123,12 +129,8 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # --follow and its options (publish_options.py).
     publish: PublishSettings = field(default_factory=PublishSettings)
-    # What the command line said about the app, for laying the repository's own description
-    # under it after each checkout (repository_app.py); which preset runs ("" for a command),
-    # which source decided, and what the repository declares to install (app_packages.py).
-    given_app: GivenApp = field(default_factory=GivenApp)
-    app_name: str = ""
-    app_source: str = "command line"
+    # The repository's own list of requirements (its manifest's), read before requirements.txt;
+    # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()
     framework_pin: str = ""
 
@@ -237,6 +239,8 @@ DERIVED_FIELDS = frozenset(
         "checkout_depth",
         "hub",
         "environ",
+        "app_requirements",
+        "framework_pin",
     }
 )
 OPTION_NAMES = frozenset(f.name for f in fields(Settings)) - DERIVED_FIELDS

@@ -360,7 +360,7 @@ class AppSupervisor:
             failure = await self._prepare()
             if failure is not None:
                 return failure, 0.0
-        s = self.settings  # as prepared: the repository may describe its app (app_preparation)
+        s = self.settings  # as the preparation left them (the repository's, its packages)
         self.phase = "Starting the app"
         self.progress.add(self.phase)
         port = fresh_address(s, self.unix_socket)

@@ -154,3 +154,11 @@ def test_a_docker_space_is_refused_with_its_sentence(start_proxy, tmp_path):
     wait_for(lambda: proxy.status().get("state") == "failed", what="the refused Space")
     reason = proxy.status()["reason"]
     assert "sdk: docker is not supported" in reason and "not as a container image" in reason
+
+
+def test_the_example_repository_runs_as_its_readme_says(start_proxy, tmp_path):
+    example = Path(__file__).resolve().parent.parent / "examples" / "repository-manifest"
+    files = {p.name: p.read_text() for p in example.iterdir() if p.is_file()}
+    proxy = start_repo(start_proxy, tmp_path, Repository(tmp_path / "repo", files))
+    assert b"<h1>Sales, this quarter</h1>" in proxy.get().body
+    assert proxy.get("healthz").body == b"ok"

@@ -294,3 +294,13 @@ def test_list_apps_explains_the_sources_and_what_a_local_folder_resolves_to(tmp_
     lines = describe_sources(str(tmp_path), environ())
     assert any("jhsnp.toml" in line for line in lines)
     assert lines[-1].startswith(f"{tmp_path}: streamlit, from README.md front matter")
+
+
+def test_origin_host_from_the_repository_is_refused_unless_a_trusted_source_gives_it(tmp_path):
+    """A start waits for the owner's visit only when the command line says so: a repository's
+    {origin_host} would otherwise be filled with nothing."""
+    write(tmp_path, {"jhsnp.toml": 'command = ["python3", "x.py", "{origin_host}"]\n'})
+    with pytest.raises(RepositoryAppError, match="origin_host"):
+        resolved(tmp_path)
+    s = resolved(tmp_path, "--allow-host", "dash.example.org")
+    assert s.command[-1] == "{origin_host}"

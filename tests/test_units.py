@@ -709,7 +709,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     # (app_choice.py) and the repository's description of it (repository_app.py).
     assert OPTION_NAMES - names == {
         "publish",
-        *("given_app", "app_name", "app_source", "app_requirements", "framework_pin"),
+        *("given_app", "app_name", "app_source"),
         "command_factory",
         "server_env",
         "server_mappath",
