@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .prepare import ProgressLog
+from .prepare import NotPrepared, ProgressLog
 from .settings import Settings
 
 
@@ -40,5 +40,16 @@ class AppPreparation:
         """
         settings = self.settings
         # 1. What the repository says about its app, under the command line (repository_app.py).
+        if settings.repo:
+            from .repository_app import describe, resolve
+
+            self.set_phase("Reading the repository's description of its app")
+            try:
+                settings = resolve(settings)
+            except NotPrepared as e:
+                self.set_phase("The repository's description of its app is not usable")
+                self.progress.add(str(e))
+                raise
+            self.progress.add(f"App: {describe(settings)}")
         # 2. Its packages, installed when the app's Python lacks them (app_packages.py).
         return settings, environ

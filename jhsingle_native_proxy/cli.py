@@ -22,17 +22,12 @@ import sys
 import click
 
 from ._version import __version__
+from .app_choice import choose_app, choose_server
 from .http_hygiene import header_problem
 from .option_types import Seconds
-from .presets import apply_preset, describe_presets
+from .presets import describe_presets
 from .publish_options import publish_options, publish_problem, publish_settings
-from .serverproxy import (
-    ConfigError,
-    describe_servers,
-    find_server,
-    load_config_file,
-    merge_server,
-)
+from .serverproxy import ConfigError, describe_servers, load_config_file
 from .settings import SettingsError, build_settings
 from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
 from .webhook_secret import webhook_option
@@ -408,7 +403,9 @@ def parse_args(argv: list[str], environ: dict[str, str]):
     explicit = options.pop("explicit")  # the names given on the command line itself
     app = options.pop("app")
     if options.pop("list_apps"):
-        for line in describe_presets():
+        from .repository_app import describe_sources
+
+        for line in describe_presets() + describe_sources(options["presentation_path"], environ):
             click.echo(line)
         raise SystemExit(0)
     config_servers = load_config_file(config_file) if config_file else {}
@@ -416,31 +413,10 @@ def parse_args(argv: list[str], environ: dict[str, str]):
         for line in describe_servers(config_servers):
             click.echo(line)
         raise SystemExit(0)
-    server = None
-    if server_name:
-        server = find_server(server_name, config_servers)
-    elif config_servers and not command:
-        if len(config_servers) > 1:
-            raise SettingsError(
-                f"{config_file} has several servers "
-                f"({', '.join(sorted(config_servers))}): choose one with --server NAME"
-            )
-        server = next(iter(config_servers.values()))
     for option in ("env", "mappath", "request_header"):
         options[option] = pairs(options[option], "--" + option.replace("_", "-"))
-    if server is not None and server.app and not app:
-        app = server.app
-        if server.presentation_path and "presentation_path" not in explicit:
-            options["presentation_path"] = server.presentation_path
-    given_env = options["env"]
-    if app:
-        # The preset first, then the server's own settings over it; the command line wins both.
-        options, command = apply_preset(app, options, command, explicit, environ)
-    if server is not None:
-        options, command = merge_server(server, options, command, explicit)
-        if app and isinstance(server.environment, dict):
-            # (A callable environment is laid under the preset's instead.)
-            options["env"] = {**options["env"], **server.environment, **given_env}
+    server = choose_server(server_name, config_servers, config_file, command)
+    options, command = choose_app(app, server, options, command, explicit, environ)
     for name, value in options["request_header"].items():
         if problem := header_problem(name, value):
             raise SettingsError(f"--request-header: {problem}")

@@ -36,6 +36,7 @@ from tornado import web
 from . import pages
 from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler
+from .repository_app import describe
 from .supervisor import AppState, AppStatus
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -65,8 +66,9 @@ def describe_duration(seconds: float) -> str:
     return f"{s} s"
 
 
-def console_view(status: AppStatus, now: float | None = None) -> dict[str, object]:
-    """What the console shows of one status snapshot (plain values; the page escapes them)."""
+def console_view(status: AppStatus, now: float | None = None, app: str = "") -> dict[str, object]:
+    """What the console shows of one status snapshot (plain values; the page escapes them);
+    `app`: which app runs and which source decided (repository_app.describe)."""
     now = time.time() if now is None else now
     up = None if status.ready_since is None else max(0.0, now - status.ready_since)
     view: dict[str, object] = {
@@ -77,6 +79,7 @@ def console_view(status: AppStatus, now: float | None = None) -> dict[str, objec
         "restarts": status.restarts,
         "pid": status.pid if status.pid is not None else "—",
         "lines": status.lines,
+        "app": app,
     }
     if status.state is AppState.FAILED and status.failure is not None:
         view["reason"] = status.failure.sentence + "."
@@ -120,10 +123,11 @@ class ConsoleHandler(ConsoleBase):
 
     async def get(self) -> None:
         s, deployment = self.services.settings, self.services.deployment
+        supervisor = self.services.supervisor
         from .repo_url import redact
 
         page = pages.console_page(
-            console_view(self.services.supervisor.status()),
+            console_view(supervisor.status(), app=describe(supervisor.settings)),
             status_url=self.console_url(STATUS),
             restart_url=self.console_url(RESTART),
             # Publish mode pulls nothing: each revision is a clean checkout (revisions below).
@@ -141,7 +145,8 @@ class ConsoleStatusHandler(ConsoleBase):
     """`{prefix}_jhsnp/console.json`: what the page polls."""
 
     async def get(self) -> None:
-        self.finish(console_view(self.services.supervisor.status()))
+        supervisor = self.services.supervisor
+        self.finish(console_view(supervisor.status(), app=describe(supervisor.settings)))
 
 
 class RestartHandler(ConsoleBase):

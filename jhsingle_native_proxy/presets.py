@@ -317,11 +317,15 @@ def apply_preset(
     command: list[str],
     explicit: Collection[str],
     environ: Mapping[str, str],
+    *,
+    check_framework: bool = True,
 ) -> tuple[dict[str, Any], list[str]]:
     """The options and command for `--app name`; `command` (the words after `--`) is appended.
 
     Options named in `explicit` (given on the command line) keep their value; `options["env"]`,
-    already a dict, is laid over the preset's environment.
+    already a dict, is laid over the preset's environment; `options["app_name"]` is the preset
+    run (auto's choice). `check_framework=False` when the framework is yet to be installed
+    (the repository declares its packages: app_packages.py).
     """
     path = str(options.get("presentation_path") or "")
     if not path:
@@ -346,7 +350,7 @@ def apply_preset(
         raise PresetError(
             f"--app {name!r} is not known (known: {', '.join(PRESETS)}, auto; see --list-apps)"
         )
-    if not options.get("conda_env"):
+    if check_framework and not options.get("conda_env"):
         check_installed(name, environ)
     if checkable:
         check_path(name, path)
@@ -357,6 +361,7 @@ def apply_preset(
         if key not in explicit:
             options[key] = value
     options["env"] = {**preset.env, **(options.get("env") or {})}
+    options["app_name"] = name
     words = preset_command(name, str(options.get("conda_env") or ""))
     return options, words + list(command)
 

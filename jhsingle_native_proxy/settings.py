@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from . import command as command_templates
 from .framing import DEFAULT_SOURCES, sources_problem
 from .git_credentials import read_token_file, split_url, takes_credentials, with_token
+from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
 from .publish_options import PublishSettings
@@ -115,6 +116,12 @@ class Settings:
     activity_exclude: tuple[str, ...] = ()
     server_label: str = ""
     server_ignored: tuple[str, ...] = ()
+    # What the command line said about the app (app_choice.py), kept to lay the repository's
+    # own description under it after each checkout (repository_app.py); the preset that runs
+    # ("" for a command) and the source that decided, for --list-apps and the console.
+    given_app: GivenApp = field(default_factory=GivenApp)
+    app_name: str = ""
+    app_source: str = "command line"
     hub: HubSettings = field(default_factory=HubSettings)
     # Names of jupyterhub-singleuser flags we were given but have no use for (warned about once).
     ignored_flags: tuple[str, ...] = ()
@@ -122,6 +129,10 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # --follow and its options (publish_options.py).
     publish: PublishSettings = field(default_factory=PublishSettings)
+    # The repository's own list of requirements (its manifest's), read before requirements.txt;
+    # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
+    app_requirements: tuple[str, ...] = ()
+    framework_pin: str = ""
 
     @property
     def base_url(self) -> str:
@@ -228,6 +239,8 @@ DERIVED_FIELDS = frozenset(
         "checkout_depth",
         "hub",
         "environ",
+        "app_requirements",
+        "framework_pin",
     }
 )
 OPTION_NAMES = frozenset(f.name for f in fields(Settings)) - DERIVED_FIELDS
@@ -345,7 +358,9 @@ def build_settings(
     field's default. A key that is no option is UnknownSettingError.
     """
     _check_option_names(options)
-    if not command and not options.get("command_factory"):
+    given_app = options.get("given_app")
+    deferred = isinstance(given_app, GivenApp) and given_app.deferred
+    if not command and not options.get("command_factory") and not deferred:
         raise SettingsError(
             "no command given: put the app's command after the options, e.g. "
             "jhsingle-native-proxy -- python3 -m http.server {port}"

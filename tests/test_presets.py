@@ -259,8 +259,9 @@ def test_a_file_from_the_repo_is_not_looked_for_before_the_checkout(tmp_path):
     argv = ["--authtype", "none", "--repo", "https://example.org/r.git"]
     settings = parse_args([*argv, "--app", "static", "--presentation-path", "site"], environ)
     assert settings.presentation_abspath.endswith("/r/site")
-    with pytest.raises(presets.PresetError, match="name the framework"):
-        parse_args([*argv, "--app", "auto", "--presentation-path", "app.py"], environ)
+    # `--app auto` looks at the file after the checkout (repository_app.py), not before.
+    settings = parse_args([*argv, "--app", "auto", "--presentation-path", "app.py"], environ)
+    assert settings.given_app.deferred and settings.command == ()
 
 
 # -- every preset's app listens on loopback only, or it is reachable around the login --------

@@ -705,9 +705,11 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
             assert defaults[param.name] == param.default, param.name
     assert DERIVED_FIELDS.issubset(defaults)
     # The options that come from elsewhere: server descriptions (serverproxy.merge_server) and
-    # jupyterhub-singleuser's flags (parse_args).
+    # jupyterhub-singleuser's flags (parse_args), the command line's choice of app
+    # (app_choice.py) and the repository's description of it (repository_app.py).
     assert OPTION_NAMES - names == {
         "publish",
+        *("given_app", "app_name", "app_source"),
         "command_factory",
         "server_env",
         "server_mappath",

@@ -103,6 +103,7 @@ def console_page(
         uptime=view["uptime"],
         restarts=view["restarts"],
         pid=view["pid"],
+        app=view.get("app") or "",
         reason=view.get("reason") or "",
         shown="\n".join(view["lines"]),  # type: ignore[arg-type]
         status_url=status_url,

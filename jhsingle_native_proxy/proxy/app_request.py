@@ -141,18 +141,20 @@ class AppRequestMixin:
         --query-user-info); so is `token`, behind JupyterHub.
         """
         settings = self.services.settings
+        # The app's own settings (a repository may set absolute_url and mappath: repository_app).
+        app = self.services.supervisor.settings
         uri = self.request.uri or "/"
         path, _, query = uri.partition("?")
-        if settings.absolute_url:
+        if app.absolute_url:
             rest = path
         else:
             rest = path[len(settings.base_url) :] if path.startswith(settings.base_url) else path
             if not rest.startswith("/"):
                 rest = "/" + rest
-        if rest in settings.mappath:
-            rest = settings.mappath[rest]
-        elif settings.server_mappath:
-            rest = map_path(settings.server_mappath, rest)
+        if rest in app.mappath:
+            rest = app.mappath[rest]
+        elif app.server_mappath:
+            rest = map_path(app.server_mappath, rest)
         query = h.strip_query_arg(query)
         if self.services.hub_auth is not None:
             # A hub token in the URL is the viewer's credential, whether or not the hub took it

@@ -350,7 +350,8 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         finally:
             timer.cancel()
         try:
-            base_url = "" if settings.absolute_url else settings.base_url
+            absolute = self.services.supervisor.settings.absolute_url  # the app's own setting
+            base_url = "" if absolute else settings.base_url
             await relay_response(self, response, base_url, self._app_port)
         finally:
             if self._activity:

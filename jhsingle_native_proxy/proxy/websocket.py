@@ -227,7 +227,8 @@ class WebSocketProxyHandler(
         if chosen and chosen in self.offered_subprotocols():
             self.set_header("Sec-WebSocket-Protocol", chosen)
         settings = self.services.settings
-        base_url = "" if settings.absolute_url else settings.base_url
+        absolute = self.services.supervisor.settings.absolute_url  # the app's own setting
+        base_url = "" if absolute else settings.base_url
         for cookie in app_headers.get_list("Set-Cookie"):
             if app_may_set_cookie(cookie, settings.hub.client_id):
                 self.add_header("Set-Cookie", h.cookie_path_under_prefix(cookie, base_url))

@@ -1,0 +1,326 @@
+"""What a repository says about its app, read from its files: our `jhsnp.toml`, else a Hugging
+Face Space's front matter in `README.md`. Pure: a folder in, a `Description` (or an error) out.
+
+A repository is its owner's code, so it may say how its app runs (the command, the preset and
+its file, the app's environment, what to install, when it is ready). It never says who may enter
+nor where the server listens: those keys are refused with a sentence naming them, as is any key
+we do not know (a misspelt key must not be quietly ignored).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import command as command_templates
+from .presets import PRESETS
+
+MANIFEST = "jhsnp.toml"
+SPACE_README = "README.md"
+MANIFEST_SOURCE = MANIFEST
+SPACE_SOURCE = "README.md front matter (Hugging Face Spaces)"
+# Files larger than this are not read (a manifest is a few lines; a README's front matter is
+# at its top): every buffer has a bound.
+MANIFEST_MAX_BYTES = 64 * 1024
+README_MAX_BYTES = 256 * 1024
+
+MANIFEST_KEYS = (
+    "app",
+    "presentation_path",
+    "command",
+    "env",
+    "requirements",
+    "ready_check_path",
+    "ready_timeout",
+    "absolute_url",
+    "mappath",
+)
+_WHO_MAY_ENTER = (
+    "decides who may enter or what the app learns about its viewers, which is the server's "
+    "admin's choice on the command line, never the repository's"
+)
+_WHERE = "says where the server listens or is reached, which the spawner decides"
+_WHICH_CODE = "says which code runs, which the command line decides"
+REFUSED_KEYS = {
+    **dict.fromkeys(
+        (
+            "authtype",
+            "allow_host",
+            "allow_hosts",
+            "frame_ancestors",
+            "forward_user_info",
+            "query_user_info",
+            "hide_hub_token",
+            "request_header",
+            "allow_origin",
+            "webhook_secret_file",
+        ),
+        _WHO_MAY_ENTER,
+    ),
+    **dict.fromkeys(
+        ("ip", "port", "prefix", "base_url", "destport", "unix_socket", "raw_socket_proxy"),
+        _WHERE,
+    ),
+    **dict.fromkeys(
+        ("repo", "repobranch", "repofolder", "repo_token_file", "follow", "conda_env", "config"),
+        _WHICH_CODE,
+    ),
+}
+# Words that mark a key about access or secrets, whatever else it is called.
+_SECURITY_WORDS = ("auth", "token", "secret", "password", "cookie", "host", "user", "group",
+                   "scope", "admin", "oauth", "frame", "origin", "ssl", "cert")  # fmt: skip
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!_-]*$")
+SPACE_SDKS = {"gradio": "gradio", "streamlit": "streamlit", "static": "static"}
+DOCKER_REFUSED = (
+    f"{SPACE_SOURCE}: sdk: docker is not supported: this server runs the app as a process "
+    "beside it, not as a container image; give the app's command in jhsnp.toml "
+    "(command = [...]) instead"
+)
+
+
+class ManifestError(ValueError):
+    """The repository's description cannot be used; one line for the owner, naming the key."""
+
+
+@dataclass(frozen=True)
+class Description:
+    """The repository's own description of its app ("" and empty: it said nothing)."""
+
+    source: str = ""
+    app: str = ""
+    command: tuple[str, ...] = ()
+    presentation_path: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    mappath: Mapping[str, str] = field(default_factory=dict)
+    requirements: tuple[str, ...] = ()
+    # ready_check_path, ready_timeout, absolute_url: laid over a preset's, under the command line.
+    values: Mapping[str, Any] = field(default_factory=dict)
+    framework_pin: str = ""
+
+
+def read_description(folder: str) -> Description:
+    """jhsnp.toml if the folder has one, else a Space's front matter, else an empty one."""
+    path = os.path.join(folder, MANIFEST)
+    if os.path.isfile(path):
+        return parse_manifest(_read_bounded(path, MANIFEST_MAX_BYTES, MANIFEST), folder)
+    readme = os.path.join(folder, SPACE_README)
+    if os.path.isfile(readme):
+        front = front_matter(_read_bounded(readme, README_MAX_BYTES, SPACE_README, whole=False))
+        if front is not None:
+            return space_description(front, folder)
+    return Description()
+
+
+def _read_bounded(path: str, limit: int, name: str, whole: bool = True) -> str:
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit and whole:
+        raise ManifestError(f"{name} is larger than {limit // 1024} KiB: not read")
+    return data[:limit].decode("utf-8", "replace")
+
+
+def refusal(key: str) -> str:
+    """Why a key of jhsnp.toml is refused."""
+    name = key.replace("-", "_").lower()
+    if name in REFUSED_KEYS:
+        return f"{MANIFEST}: {key!r} is refused: it {REFUSED_KEYS[name]}"
+    if any(word in name for word in _SECURITY_WORDS):
+        return f"{MANIFEST}: {key!r} is refused: it {_WHO_MAY_ENTER}"
+    return f"{MANIFEST}: {key!r} is not a key of jhsnp.toml (its keys: {', '.join(MANIFEST_KEYS)})"
+
+
+def parse_manifest(text: str, folder: str) -> Description:
+    """jhsnp.toml's text, checked as the command line checks the same options."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ManifestError(f"{MANIFEST} is not valid TOML: {e}") from None
+    for key in data:
+        if key not in MANIFEST_KEYS:
+            raise ManifestError(refusal(key))
+    app = _string(data, "app")
+    if app and app != "auto" and app not in PRESETS:
+        raise ManifestError(
+            f"{MANIFEST}: app = {app!r} is not known (known: {', '.join(PRESETS)}, auto)"
+        )
+    command = _command(data.get("command"))
+    if app and command:
+        raise ManifestError(f"{MANIFEST}: give 'app' or 'command', not both")
+    values: dict[str, Any] = {}
+    if "ready_check_path" in data:
+        values["ready_check_path"] = _ready_check_path(_string(data, "ready_check_path"))
+    if "ready_timeout" in data:
+        values["ready_timeout"] = _seconds(data["ready_timeout"])
+    if "absolute_url" in data:
+        if not isinstance(data["absolute_url"], bool):
+            raise ManifestError(f"{MANIFEST}: absolute_url must be true or false")
+        values["absolute_url"] = data["absolute_url"]
+    return Description(
+        source=MANIFEST_SOURCE,
+        app=app,
+        command=command,
+        presentation_path=inside(_string(data, "presentation_path"), folder, "presentation_path"),
+        env=_table(data, "env", env_names=True),
+        mappath=_table(data, "mappath"),
+        requirements=_requirements(data.get("requirements")),
+        values=values,
+    )
+
+
+def _string(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise ManifestError(f"{MANIFEST}: {key} must be a string, not {type(value).__name__}")
+    _no_control(value, key)
+    return value
+
+
+def _no_control(value: str, key: str) -> None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ManifestError(f"{MANIFEST}: {key} holds a control character (a line break?)")
+
+
+def _command(value: object) -> tuple[str, ...]:
+    """A list of words, or one string split as a shell would (no shell runs it)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as e:
+            raise ManifestError(f"{MANIFEST}: command {value!r}: {e}") from None
+    elif isinstance(value, list) and all(isinstance(w, str) for w in value):
+        words = list(value)
+    else:
+        raise ManifestError(f"{MANIFEST}: command must be a list of strings, or a string")
+    if not words:
+        raise ManifestError(f"{MANIFEST}: command is empty")
+    for word in words:
+        if "\0" in word:
+            raise ManifestError(f"{MANIFEST}: command holds a NUL character")
+    try:
+        command_templates.placeholders(words)
+    except command_templates.TemplateError as e:
+        raise ManifestError(f"{MANIFEST}: command: {e}") from None
+    return tuple(words)
+
+
+def _table(data: Mapping[str, Any], key: str, env_names: bool = False) -> dict[str, str]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ManifestError(f"{MANIFEST}: {key} must be a table of strings ([{key}])")
+    for name, text in value.items():
+        if not isinstance(text, str):
+            raise ManifestError(f"{MANIFEST}: {key}.{name} must be a string")
+        if "\0" in text or (env_names and not _ENV_NAME.match(name)):
+            raise ManifestError(f"{MANIFEST}: {key}: {name!r} is not a valid variable name")
+    try:
+        command_templates.placeholders(value.values())
+    except command_templates.TemplateError as e:
+        raise ManifestError(f"{MANIFEST}: {key}: {e}") from None
+    return dict(value)
+
+
+def _requirements(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(r, str) and r.strip() for r in value):
+        raise ManifestError(f"{MANIFEST}: requirements must be a list of requirement strings")
+    for requirement in value:
+        _no_control(requirement, "requirements")
+    return tuple(r.strip() for r in value)
+
+
+def _ready_check_path(path: str) -> str:
+    if any(c.isspace() for c in path):
+        raise ManifestError(f"{MANIFEST}: ready_check_path {path!r} holds a space")
+    return path if path.startswith("/") else "/" + path
+
+
+def _seconds(value: object) -> float:
+    """As --ready-timeout: a finite number of seconds above 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ManifestError(f"{MANIFEST}: ready_timeout must be a number of seconds")
+    if not math.isfinite(value) or value <= 0:
+        raise ManifestError(f"{MANIFEST}: ready_timeout {value!r} must be finite and above 0")
+    return float(value)
+
+
+def inside(path: str, folder: str, what: str, source: str = MANIFEST) -> str:
+    """`path` relative to the repository's root, refused if it leads out of it (`..`, an
+    absolute path, a link pointing elsewhere)."""
+    if not path:
+        return ""
+    if os.path.isabs(path) or path.startswith("~"):
+        raise ManifestError(f"{source}: {what} {path!r} must be relative to the repository")
+    normal = os.path.normpath(path)
+    if normal == ".." or normal.startswith(".." + os.sep):
+        raise ManifestError(f"{source}: {what} {path!r} leads out of the repository")
+    root = os.path.realpath(folder)
+    real = os.path.realpath(os.path.join(root, normal))
+    if real != root and not real.startswith(root + os.sep):
+        raise ManifestError(f"{source}: {what} {path!r} leads out of the repository (a link)")
+    return normal
+
+
+def front_matter(text: str) -> dict[str, Any] | None:
+    """A Space's YAML front matter (between `---` lines at the top), or None when there is
+    none. A README that only starts with a rule is no Space: broken YAML is an error only when
+    it has an `sdk:` line."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    try:
+        end = next(n for n, line in enumerate(lines[1:], 1) if line.strip() in ("---", "..."))
+    except StopIteration:
+        return None
+    block = "\n".join(lines[1:end])
+    import yaml  # only for a README that has front matter
+
+    try:
+        data = yaml.safe_load(block)
+    except yaml.YAMLError as e:
+        if re.search(r"^sdk\s*:", block, re.MULTILINE):
+            problem = str(e).splitlines()[0]
+            raise ManifestError(f"{SPACE_SOURCE} is not valid YAML: {problem}") from None
+        return None
+    if not isinstance(data, dict) or "sdk" not in data:
+        return None
+    return data
+
+
+def space_description(front: Mapping[str, Any], folder: str) -> Description:
+    """A Space's `sdk`, `app_file` and `sdk_version` as our preset, its file and a pin."""
+    sdk = str(front.get("sdk") or "").strip().lower()
+    if sdk == "docker":
+        raise ManifestError(DOCKER_REFUSED)
+    if sdk not in SPACE_SDKS:
+        raise ManifestError(
+            f"{SPACE_SOURCE}: sdk: {sdk!r} is not one we run (gradio, streamlit or static)"
+        )
+    app_file = front.get("app_file") or ("index.html" if sdk == "static" else "app.py")
+    if not isinstance(app_file, str):
+        raise ManifestError(f"{SPACE_SOURCE}: app_file must be a path")
+    app_file = inside(app_file, folder, "app_file", SPACE_SOURCE)
+    # A static Space serves the folder that holds its page.
+    path = (os.path.dirname(app_file) or ".") if sdk == "static" else app_file
+    pin = ""
+    version = front.get("sdk_version")
+    if version is not None and sdk != "static":
+        version = str(version).strip()
+        if not _VERSION.match(version):
+            raise ManifestError(f"{SPACE_SOURCE}: sdk_version {version!r} is not a version")
+        pin = f"{sdk}=={version}"
+    return Description(
+        source=SPACE_SOURCE, app=SPACE_SDKS[sdk], presentation_path=path, framework_pin=pin
+    )
