@@ -248,7 +248,9 @@ def imported_modules(source: str) -> set[str]:
     """Top-level names of the packages a Python source imports (`import a.b`, `from a import b`)."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # Not Python we can read (a NUL byte, nesting deeper than the parser's stacks): it
+        # imports nothing we know, which the caller says in one line.
         return set()
     names = set()
     for node in ast.walk(tree):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import command as command_templates
+from .http_hygiene import target_problem
 from .presets import PRESETS
 
 MANIFEST = "jhsnp.toml"
@@ -108,9 +109,11 @@ def read_description(folder: str) -> Description:
     """jhsnp.toml if the folder has one, else a Space's front matter, else an empty one."""
     path = os.path.join(folder, MANIFEST)
     if os.path.isfile(path):
+        # A link out of the checkout (to /proc/self/environ, another user's file) is not read.
+        inside(MANIFEST, folder, "the file")
         return parse_manifest(_read_bounded(path, MANIFEST_MAX_BYTES, MANIFEST), folder)
     readme = os.path.join(folder, SPACE_README)
-    if os.path.isfile(readme):
+    if os.path.isfile(readme) and _stays_inside(SPACE_README, folder):
         front = front_matter(_read_bounded(readme, README_MAX_BYTES, SPACE_README, whole=False))
         if front is not None:
             return space_description(front, folder)
@@ -123,6 +126,14 @@ def _read_bounded(path: str, limit: int, name: str, whole: bool = True) -> str:
     if len(data) > limit and whole:
         raise ManifestError(f"{name} is larger than {limit // 1024} KiB: not read")
     return data[:limit].decode("utf-8", "replace")
+
+
+def _stays_inside(name: str, folder: str) -> bool:
+    try:
+        inside(name, folder, name)
+    except ManifestError:
+        return False
+    return True
 
 
 def refusal(key: str) -> str:
@@ -145,6 +156,8 @@ def parse_manifest(text: str, folder: str) -> Description:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ManifestError(f"{MANIFEST} is not valid TOML: {e}") from None
+    except RecursionError:  # the parser recurses into nested arrays and tables
+        raise ManifestError(f"{MANIFEST} is nested too deeply to be read") from None
     for key in data:
         if key not in MANIFEST_KEYS:
             raise ManifestError(refusal(key))
@@ -171,7 +184,7 @@ def parse_manifest(text: str, folder: str) -> Description:
         command=command,
         presentation_path=inside(_string(data, "presentation_path"), folder, "presentation_path"),
         env=_table(data, "env", env_names=True),
-        mappath=_table(data, "mappath"),
+        mappath=_mappath(_table(data, "mappath")),
         requirements=_requirements(data.get("requirements")),
         values=values,
     )
@@ -229,6 +242,17 @@ def _table(data: Mapping[str, Any], key: str, env_names: bool = False) -> dict[s
     except command_templates.TemplateError as e:
         raise ManifestError(f"{MANIFEST}: {key}: {e}") from None
     return dict(value)
+
+
+def _mappath(table: dict[str, str]) -> dict[str, str]:
+    """Each side a path on the app (`/...`, visible ASCII): the proxy writes the value after the
+    app's `http://127.0.0.1:PORT`, where `@host/` or `.host/` would name another server."""
+    for name, value in table.items():
+        for path in (name, value):
+            problem = target_problem(path) or ("" if path.startswith("/") else "no leading /")
+            if problem:
+                raise ManifestError(f"{MANIFEST}: mappath {path!r} is not a path on the app")
+    return table
 
 
 def _requirements(value: object) -> tuple[str, ...]:
@@ -289,9 +313,10 @@ def front_matter(text: str) -> dict[str, Any] | None:
 
     try:
         data = yaml.safe_load(block)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         if re.search(r"^sdk\s*:", block, re.MULTILINE):
-            problem = str(e).splitlines()[0]
+            problem = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            problem = problem.splitlines()[0]
             raise ManifestError(f"{SPACE_SOURCE} is not valid YAML: {problem}") from None
         return None
     if not isinstance(data, dict) or "sdk" not in data:
@@ -299,9 +324,21 @@ def front_matter(text: str) -> dict[str, Any] | None:
     return data
 
 
+def _space_word(front: Mapping[str, Any], key: str) -> str:
+    """A front matter value that must be one word (`1.40` may come as a number). Anything else
+    is refused before str() expands it: YAML aliases make a few hundred bytes a list of
+    millions of strings, shared in memory until something writes them out."""
+    value = front.get(key)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ManifestError(f"{SPACE_SOURCE}: {key} must be a word, not a {type(value).__name__}")
+    return str(value).strip()
+
+
 def space_description(front: Mapping[str, Any], folder: str) -> Description:
     """A Space's `sdk`, `app_file` and `sdk_version` as our preset, its file and a pin."""
-    sdk = str(front.get("sdk") or "").strip().lower()
+    sdk = _space_word(front, "sdk").lower()
     if sdk == "docker":
         raise ManifestError(DOCKER_REFUSED)
     if sdk not in SPACE_SDKS:
@@ -315,9 +352,8 @@ def space_description(front: Mapping[str, Any], folder: str) -> Description:
     # A static Space serves the folder that holds its page.
     path = (os.path.dirname(app_file) or ".") if sdk == "static" else app_file
     pin = ""
-    version = front.get("sdk_version")
-    if version is not None and sdk != "static":
-        version = str(version).strip()
+    version = _space_word(front, "sdk_version")
+    if version and sdk != "static":
         if not _VERSION.match(version):
             raise ManifestError(f"{SPACE_SOURCE}: sdk_version {version!r} is not a version")
         pin = f"{sdk}=={version}"

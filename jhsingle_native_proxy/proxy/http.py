@@ -350,8 +350,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         finally:
             timer.cancel()
         try:
-            absolute = self.services.supervisor.settings.absolute_url  # the app's own setting
-            base_url = "" if absolute else settings.base_url
+            # Redirects and cookies are kept under the prefix unless the command line says the
+            # app sees the whole URL: a repository's absolute_url cannot loosen that (SECURITY 16).
+            base_url = "" if settings.absolute_url else settings.base_url
             await relay_response(self, response, base_url, self._app_port)
         finally:
             if self._activity:

@@ -227,8 +227,9 @@ class WebSocketProxyHandler(
         if chosen and chosen in self.offered_subprotocols():
             self.set_header("Sec-WebSocket-Protocol", chosen)
         settings = self.services.settings
-        absolute = self.services.supervisor.settings.absolute_url  # the app's own setting
-        base_url = "" if absolute else settings.base_url
+        # Redirects and cookies are kept under the prefix unless the command line says the
+        # app sees the whole URL: a repository's absolute_url cannot loosen that (SECURITY 16).
+        base_url = "" if settings.absolute_url else settings.base_url
         for cookie in app_headers.get_list("Set-Cookie"):
             if app_may_set_cookie(cookie, settings.hub.client_id):
                 self.add_header("Set-Cookie", h.cookie_path_under_prefix(cookie, base_url))
