@@ -186,3 +186,13 @@ def test_a_python_tag_in_the_front_matter_is_refused_and_never_run(tmp_path):
     with pytest.raises(ManifestError, match="not valid YAML"):
         read_description(str(tmp_path))
     assert not marker.exists()
+
+
+def test_a_command_line_mapped_path_stays_a_path_on_the_app(start_proxy):
+    # The admin's own --mappath (or a config's callable) is written after the app's origin too:
+    # `@127.0.0.1:OTHER/` sent the viewer's request to another server. It stays on the app.
+    other = start_proxy(prefix="/other/")  # a second server that would answer
+    proxy = start_proxy(["--mappath", f"/elsewhere=@127.0.0.1:{other.port}/echo"])
+    proxy.get("elsewhere", timeout=10)
+    proxy.wait_log(f"app got GET /@127.0.0.1:{other.port}/echo")
+    assert "app got GET /echo" not in other.log()

@@ -155,6 +155,10 @@ class AppRequestMixin:
             rest = app.mappath[rest]
         elif app.server_mappath:
             rest = map_path(app.server_mappath, rest)
+        if not rest.startswith("/"):
+            # A mapped path written after the app's origin: `@host/` or `.host/` would name
+            # another server (a --mappath value, or a config's callable). It stays a path.
+            rest = "/" + rest
         query = h.strip_query_arg(query)
         if self.services.hub_auth is not None:
             # A hub token in the URL is the viewer's credential, whether or not the hub took it
