@@ -24,6 +24,7 @@ import click
 from ._version import __version__
 from .http_hygiene import header_problem
 from .option_types import Seconds
+from .package_options import package_options, package_settings
 from .presets import apply_preset, describe_presets
 from .publish_options import publish_options, publish_problem, publish_settings
 from .serverproxy import (
@@ -363,6 +364,7 @@ def _options(f):
 )
 @_options
 @publish_options
+@package_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)
@@ -445,6 +447,7 @@ def parse_args(argv: list[str], environ: dict[str, str]):
         if problem := header_problem(name, value):
             raise SettingsError(f"--request-header: {problem}")
     options["publish"] = publish_settings(options)
+    options["packages"] = package_settings(options, environ)
     settings = build_settings(options, command, environ)
     if problem := publish_problem(settings):
         raise SettingsError(problem)

@@ -356,11 +356,11 @@ class AppSupervisor:
 
     async def _run_once(self) -> tuple[Failure, float]:
         """Start one instance and return why it ended and how long it was ready for."""
-        s = self.settings
         if self.app_environ is None:
             failure = await self._prepare()
             if failure is not None:
                 return failure, 0.0
+        s = self.settings  # as the preparation left them (the repository's, its packages)
         self.phase = "Starting the app"
         self.progress.add(self.phase)
         port = fresh_address(s, self.unix_socket)
