@@ -52,4 +52,12 @@ class AppPreparation:
                 raise
             self.progress.add(f"App: {describe(settings)}")
         # 2. Its packages, installed when the app's Python lacks them (app_packages.py).
+        from .app_packages import PackageInstall
+
+        packages = PackageInstall(settings, self.progress, self.set_phase)
+        self._stop = packages.stop
+        try:
+            settings, environ = await packages.run(environ)
+        finally:
+            self._stop = None
         return settings, environ

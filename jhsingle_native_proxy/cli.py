@@ -25,6 +25,7 @@ from ._version import __version__
 from .app_choice import choose_app, choose_server
 from .http_hygiene import header_problem
 from .option_types import Seconds
+from .package_options import package_options, package_settings
 from .presets import describe_presets
 from .publish_options import publish_options, publish_problem, publish_settings
 from .serverproxy import ConfigError, describe_servers, load_config_file
@@ -358,6 +359,7 @@ def _options(f):
 )
 @_options
 @publish_options
+@package_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)
@@ -421,6 +423,7 @@ def parse_args(argv: list[str], environ: dict[str, str]):
         if problem := header_problem(name, value):
             raise SettingsError(f"--request-header: {problem}")
     options["publish"] = publish_settings(options)
+    options["packages"] = package_settings(options, environ)
     settings = build_settings(options, command, environ)
     if problem := publish_problem(settings):
         raise SettingsError(problem)

@@ -136,6 +136,11 @@ def _conda_executables(environ: Mapping[str, str]) -> list[str]:
     return list(unique.values())
 
 
+def conda_executables(environ: Mapping[str, str]) -> list[str]:
+    """The conda-like executables found ($CONDA_EXE, $MAMBA_EXE, conda, mamba, micromamba)."""
+    return _conda_executables(environ)
+
+
 def _known_roots(environ: Mapping[str, str], exe: str = "") -> list[str]:
     """Root prefixes (base environments) that the environment variables point at."""
     roots = [environ.get("CONDA_ROOT", ""), environ.get("MAMBA_ROOT_PREFIX", "")]

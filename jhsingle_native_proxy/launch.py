@@ -95,6 +95,10 @@ def build_launch(
             raise ConfigError(f"the server's request_headers_override: {problem}")
     if resolve_command is not None:
         argv = resolve_command(argv, env)
+    if s.env_python:  # the repository's packages are in an environment of their own
+        from .app_packages import command_in_env
+
+        argv = command_in_env(argv, env, s.env_python)
     return Launch(argv, env, header_list)
 
 

@@ -22,6 +22,7 @@ from .git_credentials import read_token_file, split_url, takes_credentials, with
 from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
+from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
 from .webhook_secret import read_webhook_secret
@@ -129,10 +130,15 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # --follow and its options (publish_options.py).
     publish: PublishSettings = field(default_factory=PublishSettings)
+    # --install-requirements/--no-install, --env-cache (package_options.py).
+    packages: PackageSettings = field(default_factory=PackageSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;
     # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()
     framework_pin: str = ""
+    # The Python of the environment the repository's packages were installed into (set by the
+    # preparation, app_packages.py): the command's Python words and Python scripts run with it.
+    env_python: str = ""
 
     @property
     def base_url(self) -> str:
@@ -239,6 +245,7 @@ DERIVED_FIELDS = frozenset(
         "checkout_depth",
         "hub",
         "environ",
+        "env_python",
         "app_requirements",
         "framework_pin",
     }
