@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .env_build import INSTALL_TIMEOUT
 from .prepare import ProgressLog, app_environment
 from .revision_git import CommitInfo, RevisionGitError, RevisionSource
 from .settings import Settings
@@ -318,7 +319,9 @@ class Deployment:
         self._others.add(candidate)
         candidate.start()
         candidate.request_arrived()  # a command that waits for {origin_host} has it now
-        ready = await candidate.wait_ready(self.settings.ready_timeout + 60)
+        # The candidate's own deadlines end this wait (its install's, then --ready-timeout);
+        # this bound is only a backstop, long enough for an install of its packages.
+        ready = await candidate.wait_ready(INSTALL_TIMEOUT + self.settings.ready_timeout + 60)
         if not ready or self._stopping:
             status = candidate.status()
             failure = status.failure
