@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 
 from . import env_cache
 from .declared_requirements import DeclarationError, Declared, read_declared
-from .env_build import INSTALL_TIMEOUT, BuildError, EnvBuilder, env_python
+from .env_build import INSTALL_TIMEOUT, BuildError, EnvBuilder, env_python, scrubber
 from .prepare import NotPrepared, ProgressLog
 from .requirements_met import ProbeError, PythonInfo, app_python, probe_python, script_python
 from .requirements_met import unmet as unmet_lines
@@ -134,7 +134,8 @@ class PackageInstall:
         from .conda import conda_executables
 
         tools = conda_executables(environ)
-        names = ", ".join(declared.conda_packages)
+        # A channel's URL may hold credentials: hidden as the installer's lines hide them.
+        names = scrubber(declared.conda_packages)(", ".join(declared.conda_packages))
         why = (
             "only its pip: list is installed here (give the app a conda environment with "
             "--conda-env for the rest)"

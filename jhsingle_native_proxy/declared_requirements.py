@@ -14,10 +14,14 @@ Pure reading: nothing is installed or judged here. A file that cannot be read or
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import stat
 import sys
 from dataclasses import dataclass
+
+from .repo_url import url_secrets
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,6 +34,12 @@ ENVIRONMENT_FILES = ("environment.yml", "environment.yaml")
 # A declaration larger than this is refused rather than read (a repository is untrusted input
 # for our process: the owner's code runs in the app, not here).
 MAX_FILE_BYTES = 1 << 20
+# Files a declaration includes (`-r`, `-c`, recursively) read for the cache key: at most these.
+MAX_INCLUDED = 32
+# Distinct credentials in the declared URLs: each is searched for in every line the installer
+# prints, so their number bounds that work (a real file has one or two).
+MAX_SECRETS = 32
+_INCLUDE_OPTIONS = ("-r", "--requirement", "-c", "--constraint")
 
 
 class DeclarationError(Exception):
@@ -51,6 +61,9 @@ class Declared:
     conda_packages: tuple[str, ...] = ()
     # The repository's folder, for a project installed from it and for relative paths.
     folder: str = ""
+    # The lines of the files the declaration includes (`-r`, `-c`, recursively), for the cache
+    # key and the credentials to hide: a changed included file is a new environment.
+    included: tuple[str, ...] = ()
 
     @property
     def count(self) -> int:
@@ -62,7 +75,8 @@ class Declared:
         Python it is for (its executable and version). A project installed from the folder
         makes the folder part of the key too."""
         h = hashlib.sha256()
-        for part in (python, self.source, *self.lines, "|", *self.conda_packages):
+        parts = (python, self.source, *self.lines, "|", *self.conda_packages, "|", *self.included)
+        for part in parts:
             h.update(part.encode("utf-8", "surrogateescape") + b"\0")
         if any(line.startswith(("-e", "--editable", ".", "/")) for line in self.lines):
             h.update(self.folder.encode("utf-8", "surrogateescape"))
@@ -75,12 +89,62 @@ def _names_package(line: str) -> bool:
 
 def _read_text(path: str) -> str:
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise DeclarationError(f"{os.path.basename(path)} is larger than 1 MiB")
-        with open(path, encoding="utf-8") as f:
-            return f.read()
+        return _read_regular(path)
     except (OSError, UnicodeDecodeError) as e:
         raise DeclarationError(f"cannot read {os.path.basename(path)}: {e}") from None
+
+
+def _read_regular(path: str) -> str:
+    """A regular file's text, at most MAX_FILE_BYTES: never a FIFO or device, which could make
+    the read wait forever or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DeclarationError(f"{os.path.basename(path)} is not a regular file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise DeclarationError(f"{os.path.basename(path)} is larger than 1 MiB")
+    return data.decode("utf-8")
+
+
+def include_target(line: str) -> str:
+    """The file a `-r`/`-c` line names (`-r x.txt`, `-rx.txt`, `--requirement=x.txt`), or ""."""
+    for option in _INCLUDE_OPTIONS:
+        if line == option or not line.startswith(option):
+            continue
+        rest = line[len(option) :]
+        if option.startswith("--") and rest[:1] not in (" ", "="):
+            continue
+        return rest.lstrip(" =")
+    return ""
+
+
+def _included_lines(lines: tuple[str, ...], base: str) -> tuple[str, ...]:
+    """The lines of the local files that `lines` include (relative to `base`), recursively and
+    bounded; a file that cannot be read counts by its name (the installer will say why)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    pending = [(line, base) for line in lines]
+    while pending:
+        line, where = pending.pop(0)
+        target = include_target(line)
+        if not target or "://" in target:
+            continue
+        path = os.path.normpath(os.path.join(where, os.path.expanduser(target)))
+        if path in seen:
+            continue
+        if len(seen) >= MAX_INCLUDED:
+            raise DeclarationError(f"more than {MAX_INCLUDED} requirement files are included")
+        seen.add(path)
+        found.append(f"-r {path}")
+        try:
+            text = _read_regular(path)
+        except (OSError, UnicodeDecodeError, DeclarationError):
+            continue
+        more = requirement_lines(text)
+        found += more
+        pending += [(m, os.path.dirname(path)) for m in more]
+    return tuple(found)
 
 
 def requirement_lines(text: str) -> list[str]:
@@ -171,28 +235,50 @@ def read_declared(folder: str, manifest: tuple[str, ...] = (), pin: str = "") ->
     added to what was found (or alone, when nothing else is declared).
     """
     declared = _first_declared(folder, manifest)
-    if not pin:
-        return declared
+    if declared is not None and pin:
+        # Given as lines of our own: a requirements.txt is then read for its lines (its own -r
+        # and paths are relative to its folder, which is the installer's working directory).
+        declared = Declared(
+            declared.source, (*declared.lines, pin), "", declared.conda_packages, folder
+        )
+    elif pin:
+        declared = Declared("the framework's version", (pin,), folder=folder)
     if declared is None:
-        return Declared("the framework's version", (pin,), folder=folder)
-    # Given as lines of our own: a requirements.txt is then read for its lines (its own -r and
-    # paths are relative to its folder, which is the installer's working directory).
-    return Declared(declared.source, (*declared.lines, pin), "", declared.conda_packages, folder)
+        return None
+    included = _included_lines(declared.lines, folder)
+    secrets = {s for line in (*declared.lines, *included) for s in url_secrets(line)}
+    if len(secrets) > MAX_SECRETS:
+        raise DeclarationError(
+            f"{declared.source}: more than {MAX_SECRETS} credentials in its URLs: not read"
+        )
+    return dataclasses.replace(declared, included=included)
+
+
+def _declaration_file(folder: str, name: str) -> str:
+    """`folder/name` if it is a file there, else ""; a link that leads out of the checkout is
+    refused, as jhsnp.toml's are (what the installer reads is the repository's)."""
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        return ""
+    root = os.path.realpath(folder)
+    if not os.path.realpath(path).startswith(root + os.sep):
+        raise DeclarationError(f"{name} leads out of the repository (a link): not read")
+    return path
 
 
 def _first_declared(folder: str, manifest: tuple[str, ...]) -> Declared | None:
     if manifest:
         lines = tuple(" ".join(line.split()) for line in manifest if line.strip())
         return Declared("jhsnp.toml", lines, folder=folder)
-    path = os.path.join(folder, REQUIREMENTS_TXT)
-    if os.path.isfile(path):
+    path = _declaration_file(folder, REQUIREMENTS_TXT)
+    if path:
         lines = tuple(requirement_lines(_read_text(path)))
         return Declared(REQUIREMENTS_TXT, lines, requirements_file=path, folder=folder)
-    path = os.path.join(folder, PYPROJECT)
-    if os.path.isfile(path) and (found := _from_pyproject(folder, path)) is not None:
+    path = _declaration_file(folder, PYPROJECT)
+    if path and (found := _from_pyproject(folder, path)) is not None:
         return found
     for name in ENVIRONMENT_FILES:
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
+        path = _declaration_file(folder, name)
+        if path:
             return _from_environment_yml(folder, path)
     return None

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
-from .declared_requirements import Declared
+from .declared_requirements import Declared, include_target
 from .process import signal_group
 from .repo_url import redact, url_secrets
 from .requirements_met import PythonInfo, installed_versions
@@ -107,7 +107,7 @@ class EnvBuilder:
         self.environ = {k: v for k, v in environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
         self.environ.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
         self.add = progress_add
-        self.scrub = scrubber(declared.lines)
+        self.scrub = scrubber((*declared.lines, *declared.included))
         self.tail: deque[str] = deque(maxlen=ERROR_LINES)
         self._pid: int | None = None
         self._stopped = False
@@ -130,6 +130,9 @@ class EnvBuilder:
             await self._run([self.uv, "venv", "--quiet", "--python", python, folder])
         else:
             await self._run([python, "-m", "venv", "--without-pip", folder])
+        # Ours alone: the files written into it hold the declared lines, credentials included,
+        # whatever the cache folder's own mode.
+        os.chmod(folder, 0o700)
         with open(os.path.join(_site_packages(folder), LAYER_PTH), "w", encoding="utf-8") as f:
             f.write(layer_lines(self.info))
         requirements = self._requirements_file(folder)
@@ -143,8 +146,17 @@ class EnvBuilder:
             return self.declared.requirements_file
         path = os.path.join(folder, REQUIREMENTS_IN)
         with open(path, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in self.declared.lines))
+            f.write("".join(self._anchored(line) + "\n" for line in self.declared.lines))
         return path
+
+    def _anchored(self, line: str) -> str:
+        """A `-r`/`-c` line of the repository's, written into the environment's folder: its
+        relative path made the repository's (the installer reads it relative to the file)."""
+        target = include_target(line)
+        if not target or "://" in target or os.path.isabs(os.path.expanduser(target)):
+            return line
+        option = line[: len(line) - len(target)].rstrip(" =")
+        return f"{option} {os.path.join(self.declared.folder, target)}"
 
     async def _pip_install(self, folder: str, requirements: str) -> None:
         python = env_python(folder)
@@ -207,9 +219,13 @@ class EnvBuilder:
             env=self.environ,
         )
         self._pid = process.pid
+
+        async def finished() -> int:
+            await self._pump(process)
+            return await process.wait()  # an installer that closed its output is waited for too
+
         try:
-            await asyncio.wait_for(self._pump(process), max(remaining, 0.1))
-            code = await process.wait()
+            code = await asyncio.wait_for(finished(), max(remaining, 0.1))
         except asyncio.TimeoutError:
             raise BuildError(
                 f"the install took longer than {INSTALL_TIMEOUT:g} seconds", list(self.tail)

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from collections import deque
 
@@ -64,10 +65,27 @@ def remove_incomplete(folder: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def cache_problem(cache: str) -> str:
+    """Why the cache folder must not be used, or "": it must be ours and closed to others, as
+    whoever can write in it decides which Python the app runs with (a planted environment with
+    its marker would be used as it is)."""
+    info = os.stat(cache)
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a folder"
+    if info.st_uid != os.geteuid():
+        return "it belongs to another user"
+    if info.st_mode & 0o022:
+        return "other users can write in it (chmod go-w, or another --env-cache)"
+    return ""
+
+
 def _open_lock(cache: str, key: str) -> int:
     try:
         os.makedirs(cache, mode=0o700, exist_ok=True)
-        return os.open(os.path.join(cache, key + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        if problem := cache_problem(cache):
+            raise EnvCacheError(f"cannot use the environment cache {cache}: {problem}")
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+        return os.open(os.path.join(cache, key + ".lock"), flags, 0o600)
     except OSError as e:
         why = e.strerror or e
         raise EnvCacheError(f"cannot use the environment cache {cache}: {why}") from None

@@ -48,8 +48,8 @@ def package_options(f: F) -> F:
             default="",
             metavar="DIR",
             help="Where the environments of the repository's packages are kept (the last few "
-            "used, across restarts). [default: $XDG_CACHE_HOME or ~/.cache, then "
-            "jhsingle-native-proxy/envs]",
+            "used, across restarts); a folder of yours that others cannot write in. "
+            "[default: $XDG_CACHE_HOME or ~/.cache, then jhsingle-native-proxy/envs]",
         ),
     ]
     for option in reversed(options):
