@@ -110,12 +110,18 @@ DONE = """() => { const d = document.body && document.body.dataset;
     && d.scriptImg && d.late && d.redirect && d.inline; }"""
 
 
+def _error(message) -> bool:
+    """A console error, but for the browser's own `/favicon.ico` at the origin's root: that one
+    is the hub's (which serves it), never a page's request, and here nothing answers it."""
+    return message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico")
+
+
 def _watched(page, proxy):
     """Every request and websocket the page makes, and its console errors."""
     seen: dict[str, list[str]] = {"requests": [], "websockets": [], "errors": []}
     page.on("request", lambda r: seen["requests"].append(r.url))
     page.on("websocket", lambda w: seen["websockets"].append(w.url))
-    page.on("console", lambda m: m.type == "error" and seen["errors"].append(m.text))
+    page.on("console", lambda m: _error(m) and seen["errors"].append(m.text))
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
     return seen
 
@@ -165,7 +171,7 @@ def test_every_pattern_stays_under_the_prefix_in_chromium(start_proxy, compresse
     assert beacons and set(beacons) == {"hello"}
     _all_under_prefix(seen, proxy)
     paths = {urlsplit(u).path for u in seen["requests"]}
-    for path in ("static/more.css", "static/bg.png", "static/c.png", "static/inline.png",
+    for path in ("static/more.css", "static/bg.png", "static/b.png", "static/inline.png",
                  "static/style-attr.png", "static/icon.png", "events", "beacon"):  # fmt: skip
         assert PREFIX + path in paths, path
     assert seen["errors"] == []
@@ -203,3 +209,20 @@ def test_a_flask_app_with_hand_written_static_urls(start_proxy):
         assert color == "rgb(0, 128, 0)"
     _all_under_prefix(seen, proxy)
     assert seen["errors"] == []
+
+
+def test_a_repositorys_jhsnp_toml_turns_it_on(start_proxy, tmp_path):
+    """`rewrite_urls = true` in jhsnp.toml: the app's own setting, read after the checkout."""
+    import json
+
+    from test_repository_app import Repository, start_repo
+
+    command = json.dumps([sys.executable, str(APPS / "root_absolute_app.py"), "{port}"])
+    repo = Repository(
+        tmp_path / "repo", {"jhsnp.toml": f"command = {command}\nrewrite_urls = true\n"}
+    )
+    proxy = start_repo(start_proxy, tmp_path, repo)
+    page = proxy.get("", headers=NAVIGATION)
+    assert page.status == 200 and page.header("Content-Length") is None
+    assert script_version() in page.header("ETag")
+    assert SCRIPT_TAG.encode() in page.body

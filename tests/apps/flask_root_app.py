@@ -10,7 +10,11 @@ from pathlib import Path
 
 from flask import Flask, jsonify, render_template_string
 
-app = Flask(__name__, static_folder=str(Path(__file__).parent / "flask_root_static"))
+app = Flask(
+    __name__,
+    static_folder=str(Path(__file__).parent / "flask_root_static"),
+    static_url_path="/static",
+)
 
 PAGE = """<!doctype html>
 <html>

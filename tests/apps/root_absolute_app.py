@@ -54,7 +54,8 @@ PAGE = """<!DOCTYPE html>
 <button id="submit">send</button></form>
 <img id="img" src="/static/a.png" alt="">
 <img srcset="/static/b.png 1x, /static/c.png 2x" alt="">
-<div class="inline" style="background-image: url('/static/style-attr.png')">x</div>
+<p class="inline">x</p>
+<div style="background-image: url('/static/style-attr.png')">x</div>
 <script src="/static/app.js"{nonce_attr}></script>
 <script{nonce_attr}>document.body.dataset.inline = "ran";</script>
 </body>
