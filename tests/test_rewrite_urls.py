@@ -226,3 +226,33 @@ def test_a_repositorys_jhsnp_toml_turns_it_on(start_proxy, tmp_path):
     assert page.status == 200 and page.header("Content-Length") is None
     assert script_version() in page.header("ETag")
     assert SCRIPT_TAG.encode() in page.body
+
+
+@pytest.mark.examples
+def test_plain_bokeh_serve_without_prefix_or_absolute_url(start_proxy):
+    """`bokeh serve` told nothing of the prefix (no --prefix, no --absolute-url): its page links
+    BokehJS at /static/ and opens its websocket at ws://HOST/bokeh_app/ws; with --rewrite-urls
+    the slider round trip to the server's Python callback works behind the prefix."""
+    from example_support import EXAMPLES, require
+    from playwright.sync_api import expect
+
+    from browser import chromium_page
+
+    require("bokeh")
+    bokeh = [sys.executable, "-m", "bokeh", "serve", str(EXAMPLES / "bokeh_app.py"), "--address",
+             "127.0.0.1", "--port", "{port}", "--allow-websocket-origin=*"]  # fmt: skip
+    proxy = start_proxy(["--rewrite-urls", "--ready-timeout", "60"], app=bokeh, wait=None)
+    proxy.wait_ready(timeout=60)
+    with chromium_page() as page:
+        seen = _watched(page, proxy)
+        with page.expect_websocket(timeout=30000) as websocket:
+            page.goto(proxy.url())
+        assert page.url == proxy.url("bokeh_app")
+        assert urlsplit(websocket.value.url).path == f"{PREFIX}bokeh_app/ws"
+        expect(page.get_by_text("Move the slider.")).to_be_visible(timeout=30000)
+        page.locator(".noUi-handle").focus()
+        page.keyboard.press("ArrowRight")
+        expect(page.get_by_text("The server drew 4 stars: ★★★★")).to_be_visible(timeout=30000)
+        assert not websocket.value.is_closed()
+    _all_under_prefix(seen, proxy)
+    assert seen["errors"] == []
