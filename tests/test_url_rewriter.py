@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jhsingle_native_proxy.proxy import css_rewriter as css_rewriter_module
 from jhsingle_native_proxy.proxy import url_rewriter
 from jhsingle_native_proxy.proxy.html_tags import IN_TAG_NAME, TAG, follow_tag
 from jhsingle_native_proxy.proxy.url_rewriter import css_rewriter, html_rewriter
@@ -400,3 +401,50 @@ def test_long_tag_follower_agrees_with_the_tag_grammar(inside: bytes) -> None:
     tag = b"<a" + inside
     match = TAG.match(tag)
     assert follow_tag(tag, 1, IN_TAG_NAME)[0] == (match.end() if match else -1)
+
+
+CSS_PIECES = [
+    b"url(",
+    b"URL(",
+    b"/x)",
+    b"/",
+    b"*",
+    b"/*",
+    b"*/",
+    b'"',
+    b"'",
+    b"\\",
+    b"\r\n",
+    b"\n",
+    b" ",
+    b"a{b:",
+    b"@import",
+    b"@imports",
+    b"@media",
+    b"myurl(",
+    b"u",
+    b"ur",
+    b"url(/y)",
+    b"url('/z')",
+    b'"/s"',
+    b")",
+    b"/user/alice",
+    b";",
+    b"&quot;",
+    b"@",
+    b"-",
+]
+CSS_BODIES = st.lists(st.sampled_from(CSS_PIECES), max_size=40).map(b"".join)
+
+
+@FAST
+@given(st.tuples(CSS_BODIES, st.lists(st.integers(0, 10_000), max_size=12)).map(_cuts))
+def test_css_fast_path_and_chunking_agree_with_the_slow_whole_reading(body_and_cuts) -> None:
+    body, cuts = body_and_cuts
+    saved = css_rewriter_module._PLAIN
+    css_rewriter_module._PLAIN = re.compile(b"")
+    try:
+        slow = css(body)
+    finally:
+        css_rewriter_module._PLAIN = saved
+    assert css(body, cuts) == css(body) == slow

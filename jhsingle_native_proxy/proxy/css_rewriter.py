@@ -89,6 +89,19 @@ _NORMAL, _COMMENT, _DQ_STRING, _SQ_STRING, _URL = range(5)
 #: What matters in plain CSS; the longest token is `@import` (7 bytes), so 6 bytes are held.
 _TOKEN = re.compile(rb"/\*|[\"'\\]|[Uu][Rr][Ll]\(|@[Ii][Mm][Pp][Oo][Rr][Tt]")
 _TOKEN_HOLD = 6
+#: What plain CSS passes over in one go (text, whole comments, whole strings, escapes); each
+#: piece is complete or needs the bytes after it, so a chunk boundary never changes its reading.
+_STRING_BODY = rb"(?:[^\\\n\r\f{q}]|\\(?:\r\n|[\s\S]))*"
+_PLAIN = re.compile(
+    rb"(?=(?P<plain>(?:[^/\"'\\uU@]+"
+    rb"|/(?=[^*])|/\*[\s\S]*?\*/"
+    rb"|\"" + _STRING_BODY.replace(b"{q}", b'"') + rb"\""
+    rb"|'" + _STRING_BODY.replace(b"{q}", b"'") + rb"'"
+    rb"|\\[\s\S]"
+    rb"|[uU](?=[^rR]|[rR](?:[^lL]|[lL][^(]))"
+    rb"|@(?![iI][mM][pP][oO][rR][tT])[-A-Za-z]*(?=[^-A-Za-z])"
+    rb")*))(?P=plain)"
+)
 _URL_OPEN = re.compile(rb"[Uu][Rr][Ll]\([\t\n\f\r ]*(?:([\"'])[\x00-\x20]*)?")
 #: In a `style` attribute the quotes of `url(&quot;/x&quot;)` are entities.
 _URL_OPEN_IN_ATTRIBUTE = re.compile(
@@ -162,6 +175,10 @@ class CssScanner:
         return b"".join(out)
 
     def _normal(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
+        plain = _PLAIN.match(buf, pos).end()
+        if plain > pos:
+            out.append(buf[pos:plain])
+            pos = plain
         size = len(buf)
         safe = size if final else size - _TOKEN_HOLD
         match = _TOKEN.search(buf, pos)

@@ -53,6 +53,7 @@ _REFRESH = re.compile(
 _SRCSET_GAP = re.compile(rb"[\t\n\f\r ,]*")
 _SRCSET_URL = re.compile(rb"[^\t\n\f\r ]*")
 _SRCSET_DESCRIPTORS = re.compile(rb"(?:[^,(]|\([^)]*\)?)*,?")
+_URL_FUNCTION = re.compile(rb"[Uu][Rr][Ll]\(")
 _PING_URL = re.compile(rb"[^\t\n\f\r ]+")
 _C0_AND_SPACE = bytes(range(0x21))
 
@@ -162,6 +163,8 @@ def _rewrite_refresh(prefix: Prefix, value: bytes) -> bytes | None:
 
 
 def _rewrite_style(prefix: Prefix, value: bytes) -> bytes | None:
+    if _URL_FUNCTION.search(value) is None:  # most style attributes: not worth a CSS scan
+        return None
     rewritten = rewrite_css(prefix, value, in_attribute=True)
     return rewritten if rewritten != value else None
 
@@ -178,29 +181,24 @@ _VALUE_REWRITERS = {
 def rewrite_tag(prefix: Prefix, tag: bytes, name: bytes) -> bytes:
     """One whole start tag (as `TAG` matched it) with its URL attributes under the prefix;
     `name` is its lower-case name. Everything but the inserted prefixes is kept as it was."""
-    attributes = list(_ATTRIBUTE_RE.finditer(tag, 1 + len(name)))
-    refresh = name == b"meta" and any(
-        a.group("name").lower() == b"http-equiv"
-        and a.group("value") is not None
-        and a.group("value").strip(b"\"'\t\n\f\r ").lower() == b"refresh"
-        for a in attributes
-    )
+    refresh = name == b"meta" and _is_refresh(tag)
     parts: list[bytes] = []
     last = 0
-    for attribute in attributes:
-        if attribute.group("value") is None:
+    for attribute in _ATTRIBUTE_RE.finditer(tag, 1 + len(name)):
+        attribute_name, value = attribute.group(1, 2)
+        if value is None:
             continue
-        attribute_name = attribute.group("name").lower()
-        kind = _URL_ATTRIBUTES.get(attribute_name)
+        kind = _URL_ATTRIBUTES.get(attribute_name) or _URL_ATTRIBUTES.get(attribute_name.lower())
         if kind is None:
+            attribute_name = attribute_name.lower()
             if attribute_name == b"data" and name == b"object":
                 kind = "url"
             elif attribute_name == b"content" and refresh:
                 kind = "refresh"
             else:
                 continue
-        start, end = attribute.span("value")
-        if end > start and tag[start] in b"\"'":
+        start, end = attribute.span(2)
+        if tag[start] in b"\"'":
             start, end = start + 1, end - 1
         rewritten = _VALUE_REWRITERS[kind](prefix, tag[start:end])
         if rewritten is not None:
@@ -210,3 +208,12 @@ def rewrite_tag(prefix: Prefix, tag: bytes, name: bytes) -> bytes:
         return tag
     parts.append(tag[last:])
     return b"".join(parts)
+
+
+def _is_refresh(tag: bytes) -> bool:
+    """Whether a `<meta>` tag has `http-equiv=refresh` (its `content` then holds a URL)."""
+    for attribute in _ATTRIBUTE_RE.finditer(tag):
+        name, value = attribute.group(1, 2)
+        if name.lower() == b"http-equiv" and value is not None:
+            return value.strip(b"\"'\t\n\f\r ").lower() == b"refresh"
+    return False
