@@ -66,6 +66,8 @@ HTML_CASES = [
     # a `>` inside a quoted value does not end the tag
     (b'<a title="a>b" href=/x>', b'<a title="a>b" href=/user/alice/x>'),
     (b"<a title='<a href=/y>' href=/x>", b"<a title='<a href=/y>' href=/user/alice/x>"),
+    (b'<aa =="><a href=/x>"><a href=/y>', b'<aa =="><a href=/x>"><a href=/user/alice/y>'),
+    (b'<aa ==" href=/x>', b'<aa ==" href=/x>'),  # `<a` + `a==...` is not a reading of it
     # every URL attribute
     (
         b"<form action=/f><button formaction='/g'>",
@@ -166,6 +168,7 @@ CSS_CASES = [
     (b"a{content:'it\\'s url(/y)'}", b"a{content:'it\\'s url(/y)'}"),
     (b"a{b:myurl(/x)}", b"a{b:myurl(/x)}"),
     (b"@imports '/x';", b"@imports '/x';"),
+    (b"@url(/x) a{}", b"@url(/x) a{}"),
     (b"a{b:url(/a/*b*/c) url(/d)}", b"a{b:url(/user/alice/a/*b*/c) url(/user/alice/d)}"),
     (b'a{b:"x\nurl(/y)}', b'a{b:"x\nurl(/user/alice/y)}'),
 ]
@@ -231,6 +234,14 @@ def test_overlong_tag_passes_unchanged_with_bounded_memory() -> None:
     out.append(rewriter.end())
     assert b"".join(out) == body.replace(b'"/z"', b'"/user/alice/z"')
     assert most_held <= url_rewriter.DEFAULT_LIMIT + 4096
+
+
+def test_unterminated_tag_of_many_attributes_is_read_in_linear_time() -> None:
+    """A tag cut short after thousands of attributes (an unterminated quote at its end) is held
+    and re-read as chunks come; a regular expression that backtracked over the ways to split its
+    attributes would never return. The bound then passes it on unchanged."""
+    body = b"<a " + b"b c=d e='f' " * 20_000 + b'g="/x>'
+    assert html(body, chunks=list(range(0, len(body), 8192))) == body
 
 
 def test_long_script_and_comment_are_streamed_not_held() -> None:

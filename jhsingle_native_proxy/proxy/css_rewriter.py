@@ -22,9 +22,9 @@ WHITESPACE = b"\t\n\f\r "
 #: (which it reads as `/`).
 _UNSAFE_IN_PATH = re.compile(rb'[\x00-\x20\x7f-\xff"#<>?`{}\\]')
 
-#: Bytes that continue a CSS identifier: `myurl(` is not `url(`, `@imports` is not `@import`.
+#: Bytes that continue a CSS identifier (or an at-keyword, `@url(`): `myurl(` is not `url(`.
 _IDENT_BYTES = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-\\"
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-@\\"
 ) | frozenset(range(0x80, 0x100))
 
 #: After the prefix without its slash, what says the URL is the prefix itself (`/user/a?x`).

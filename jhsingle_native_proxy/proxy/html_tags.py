@@ -12,8 +12,10 @@ import re
 
 from .css_rewriter import Prefix, needs_prefix, rewrite_css
 
-ATTRIBUTE_NAME = rb"[^\t\n\f\r />][^\t\n\f\r />=]*"
-_VALUE = rb"\"[^\"]*\"|'[^']*'|[^\t\n\f\r >\"'][^\t\n\f\r >]*|(?=>)"
+#: Each piece ends where the tokenizer ends it (the lookaheads), so each has one reading: a tag
+#: cut short fails in linear time without atomic groups (Python 3.10 has none).
+ATTRIBUTE_NAME = rb"[^\t\n\f\r />][^\t\n\f\r />=]*(?=[\t\n\f\r />=])"
+_VALUE = rb"\"[^\"]*\"|'[^']*'|[^\t\n\f\r >\"'][^\t\n\f\r >]*(?=[\t\n\f\r >])|(?=>)"
 #: One attribute, as the tokenizer splits them: a value must follow an `=` (so an unterminated
 #: quote makes the whole tag incomplete, not a run of odd attribute names).
 ATTRIBUTE = (
@@ -24,12 +26,11 @@ ATTRIBUTE = (
     + rb")|(?![\t\n\f\r ]*=))"
 )
 _ATTRIBUTE_RE = re.compile(ATTRIBUTE)
-#: A whole tag; `(?=(...))(?P=attrs)` makes the attribute run atomic (no backtracking into
-#: it on Python 3.10, which lacks possessive quantifiers), so a tag cut short fails in linear time.
+#: A whole tag: `<`, an optional `/`, the name, attributes, `>`.
 TAG = re.compile(
-    rb"<(?P<end>/?)(?P<tag>[A-Za-z][^\t\n\f\r />]*)(?=(?P<attrs>(?:"
+    rb"<(?P<end>/?)(?P<tag>[A-Za-z][^\t\n\f\r />]*)(?=[\t\n\f\r />])(?:"
     + ATTRIBUTE.replace(b"?P<name>", b"?:").replace(b"?P<value>", b"?:")
-    + rb")*))(?P=attrs)[\t\n\f\r /]*>"
+    + rb")*[\t\n\f\r /]*>"
 )
 TAG_NAME = re.compile(rb"[A-Za-z][^\t\n\f\r />]*")
 

@@ -60,7 +60,7 @@ _RAW_TEXT = (
 #: `srcset`/`ping`/`style`/`content`) and that open no raw-text element.
 _PLAIN_VALUE = (
     rb"\"(?![\x00-\x20]*/)[^\"]*\"|'(?![\x00-\x20]*/)[^']*'"
-    rb"|(?!/)[^\t\n\f\r >\"'][^\t\n\f\r >]*|(?=>)"
+    rb"|(?!/)[^\t\n\f\r >\"'][^\t\n\f\r >]*(?=[\t\n\f\r >])|(?=>)"
 )
 _PLAIN_ATTRIBUTE = (
     rb"[\t\n\f\r /]*(?!(?i:srcset|imagesrcset|ping|style|content)[\t\n\f\r />=])"
@@ -70,18 +70,22 @@ _PLAIN_ATTRIBUTE = (
     + rb")|(?![\t\n\f\r ]*=))"
 )
 _FULL_ATTRIBUTES = ATTRIBUTE.replace(b"?P<name>", b"?:").replace(b"?P<value>", b"?:")
+_RAW_NAMES = rb"(?i:s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)|plaintext)"
+#: Alternatives most common first (the order is for speed: each reads a token as the tokenizer
+#: does, and no two can start the same token).
 _SKIP = re.compile(
-    rb"(?=(?P<skip>(?:[^<]+"
+    rb"(?:[^<]+"
+    rb"|</[A-Za-z][^\t\n\f\r />]*>"
+    rb"|<(?!" + _RAW_NAMES + rb"[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])"
+    rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
     rb"|<!--(?:-?>|[\s\S]*?--!?>)"
     rb"|<!\[CDATA\[[\s\S]*?\]\]>"
     rb"|<!(?!--|\[CDATA\[)[^>]*>"
     rb"|<\?[^>]*>"
     rb"|</(?:>|[^A-Za-z>][^>]*>)"
     rb"|<(?=[^A-Za-z!/?])"
-    rb"|</[A-Za-z][^\t\n\f\r />]*(?=(?P<e>(?:" + _FULL_ATTRIBUTES + rb")*))(?P=e)[\t\n\f\r /]*>"
-    rb"|<(?!(?i:" + b"|".join(_RAW_TEXT) + rb")[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*"
-    rb"(?=(?P<p>(?:" + _PLAIN_ATTRIBUTE + rb")*))(?P=p)[\t\n\f\r /]*>"
-    rb")*))(?P=skip)"
+    rb"|</[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])(?:" + _FULL_ATTRIBUTES + rb")*[\t\n\f\r /]*>"
+    rb")*"
 )
 #: A tag worth a look from Python: a value starting with `/`, or an attribute read otherwise.
 _HINT = re.compile(rb"=[\t\n\f\r ]*[\"']?[\x00-\x20]*/|(?i:srcset|ping|style|content)")
@@ -192,10 +196,7 @@ class HtmlRewriter(StreamRewriter):
 
     def _data(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
         if not self._pending:
-            skipped = _SKIP.match(buf, pos).end()
-            if skipped > pos:
-                out.append(buf[pos:skipped])
-                pos = skipped
+            pos = self._plain_run(buf, pos, out)
         size = len(buf)
         if pos >= size:
             return pos
@@ -212,6 +213,27 @@ class HtmlRewriter(StreamRewriter):
                 out.append(buf[pos:stop])
             return stop
         return self._markup(buf, pos, out, final)
+
+    def _plain_run(self, buf: bytes, pos: int, out: list[bytes]) -> int:
+        """The hot loop: plain markup in one regex match, then each start tag that stopped it
+        rewritten here, until something needs the general path (a raw-text element, a tag cut
+        short, a comment cut short...)."""
+        skip, whole_tag, limit, prefix = _SKIP.match, TAG.match, self._limit, self._prefix
+        while True:
+            skipped = skip(buf, pos).end()
+            if skipped > pos:
+                out.append(buf[pos:skipped])
+                pos = skipped
+            match = whole_tag(buf, pos)
+            if match is None or match.group("end"):
+                return pos
+            name = match.group("tag").lower()
+            if name in _RAW_END:
+                return pos
+            end = match.end()
+            tag = buf[pos:end]
+            out.append(rewrite_tag(prefix, tag, name) if end - pos <= limit else tag)
+            pos = end
 
     def _take_insert(self) -> bytes:
         if not self._pending:
