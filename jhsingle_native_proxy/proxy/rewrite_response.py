@@ -237,6 +237,15 @@ class _ZlibDecoder:
         yield from ()
 
 
+def _in_slices(decode, data: bytes) -> Iterator[bytes]:
+    """For a decoder that cannot bound its output: given ENCODED_SLICE bytes at a time, which
+    bounds each piece by the slice times the format's ratio."""
+    for start in range(0, len(data), ENCODED_SLICE):
+        piece = decode(data[start : start + ENCODED_SLICE])
+        if piece:
+            yield piece
+
+
 class _BrotliDecoder:
     def __init__(self) -> None:
         import brotli
@@ -249,10 +258,7 @@ class _BrotliDecoder:
     def decode(self, data: bytes) -> Iterator[bytes]:
         try:
             if not self._bounded:
-                for start in range(0, len(data), ENCODED_SLICE):
-                    piece = self._decoder.process(data[start : start + ENCODED_SLICE])
-                    if piece:
-                        yield piece
+                yield from _in_slices(self._decoder.process, data)
                 return
             piece = self._decoder.process(data, output_buffer_limit=DECODED_PIECE)
             while True:
@@ -288,10 +294,7 @@ class _ZstdDecoder:
     def decode(self, data: bytes) -> Iterator[bytes]:
         try:
             if not self._bounded:
-                for start in range(0, len(data), ENCODED_SLICE):
-                    piece = self._decoder.decompress(data[start : start + ENCODED_SLICE])
-                    if piece:
-                        yield piece
+                yield from _in_slices(self._decoder.decompress, data)
                 return
             piece = self._decoder.decompress(data, DECODED_PIECE)
             if piece:
