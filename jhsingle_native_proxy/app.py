@@ -19,6 +19,7 @@ from .console import ROUTES as CONSOLE_ROUTES
 from .http_hygiene import scrub_uri
 from .proxy.app_request import CLIENT_GONE
 from .proxy.http import PROXIED_METHODS, ProxyHandler
+from .proxy.rewrite_response import SCRIPT_NAME, script_source, script_version
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
 from .webhook import webhook_routes
@@ -86,6 +87,25 @@ class StatusHandler(AuthorizedFirst, BaseHandler):
         self.finish(body)
 
 
+@web.stream_request_body  # a body sent here is read and dropped, never kept
+class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
+    """`{prefix}_jhsnp/rewrite.js`: the script --rewrite-urls puts first in the app's pages.
+
+    It holds nothing about the server or the viewer, but like every endpoint of ours it answers
+    only a viewer who may see the app. Its URL carries its version (`?v=`), so with that version
+    it is cached for a year; without it (or with an old one) it must be checked each time.
+    """
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        if self.get_query_argument("v", "") == script_version():
+            self.set_header("Cache-Control", "private, max-age=31536000, immutable")
+        else:
+            self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(script_source())
+
+
 def log_request(handler: web.RequestHandler) -> None:
     """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
     status = handler.get_status()
@@ -110,6 +130,7 @@ def make_app(services: Services) -> web.Application:
     if prefix != "/":
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
     status, websockets, proxied = StatusHandler, WebSocketProxyHandler, ProxyHandler
+    script = RewriteScriptHandler
     console = dict(CONSOLE_ROUTES)
     if services.deployment is not None:
         from .revisions_console import ROUTES as REVISION_ROUTES
@@ -119,13 +140,16 @@ def make_app(services: Services) -> web.Application:
         # Only now: JupyterHub's client is heavy, and --authtype none has no use for it.
         from .hub_login import OAuthCallbackHandler, with_hub_login
 
-        status, websockets, proxied = map(with_hub_login, (status, websockets, proxied))
+        status, websockets, proxied, script = map(
+            with_hub_login, (status, websockets, proxied, script)
+        )
         console = {path: with_hub_login(handler) for path, handler in console.items()}
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [(escaped + re.escape(RESERVED + path), h) for path, h in console.items()]
     routes += webhook_routes(services, escaped)  # no hub login: its own gate
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
+        (escaped + re.escape(RESERVED + SCRIPT_NAME), script),
         Rule(WebSocketUpgrade(escaped + ".*"), websockets),
         (escaped + ".*", proxied),
     ]

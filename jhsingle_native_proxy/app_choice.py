@@ -22,7 +22,15 @@ from .settings import SettingsError
 # The options a repository's jhsnp.toml may set too (repository_app.py): the command line's
 # own values for these are kept in GivenApp.explicit, and win.
 REPOSITORY_OPTIONS = frozenset(
-    {"presentation_path", "ready_check_path", "ready_timeout", "absolute_url", "mappath", "env"}
+    {
+        "presentation_path",
+        "ready_check_path",
+        "ready_timeout",
+        "absolute_url",
+        "rewrite_urls",
+        "mappath",
+        "env",
+    }
 )
 COMMAND_LINE = "command line"
 

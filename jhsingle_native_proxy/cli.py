@@ -149,6 +149,12 @@ def _options(f):
             "its redirects and cookie paths are left alone.",
         ),
         click.option(
+            "--rewrite-urls/--no-rewrite-urls",
+            default=False,
+            help="Put root-absolute URLs (/static/app.js) in the app's HTML and CSS, and those its "
+            "scripts build, under the prefix: for apps that cannot be told their base URL.",
+        ),
+        click.option(
             "--mappath",
             multiple=True,
             metavar="FROM=TO",

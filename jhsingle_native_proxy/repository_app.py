@@ -35,7 +35,7 @@ SOURCES = (
     "Where the app comes from, with --repo (first found wins, key by key):",
     "  1. the command line: the words after --, --app TYPE, and each option given",
     f"  2. {MANIFEST} at the repository's root (app, command, presentation_path, env, "
-    "requirements, ready_check_path, ready_timeout, absolute_url, mappath)",
+    "requirements, ready_check_path, ready_timeout, absolute_url, rewrite_urls, mappath)",
     "  3. README.md front matter of a Hugging Face Space (sdk: gradio, streamlit or static; "
     "app_file; sdk_version), only without a jhsnp.toml",
     "  4. streamlit_app.py at the root (streamlit), else app.py by what it imports",
@@ -104,7 +104,8 @@ def _laid(settings: Settings, given: GivenApp, found: Description, folder: str) 
                 check_framework=check,
             )
             values = {k: options[k] for k in ("ready_check_path", "ready_timeout",
-                                              "absolute_url") if k in options}  # fmt: skip
+                                              "absolute_url", "rewrite_urls")
+                      if k in options}  # fmt: skip
             env, app_name, command = options["env"], options["app_name"], tuple(words)
         else:
             app_name, command = "", found.command + given.words

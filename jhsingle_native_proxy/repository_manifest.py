@@ -39,6 +39,7 @@ MANIFEST_KEYS = (
     "ready_check_path",
     "ready_timeout",
     "absolute_url",
+    "rewrite_urls",
     "mappath",
 )
 _WHO_MAY_ENTER = (
@@ -100,7 +101,8 @@ class Description:
     env: Mapping[str, str] = field(default_factory=dict)
     mappath: Mapping[str, str] = field(default_factory=dict)
     requirements: tuple[str, ...] = ()
-    # ready_check_path, ready_timeout, absolute_url: laid over a preset's, under the command line.
+    # ready_check_path, ready_timeout, absolute_url, rewrite_urls: laid over a preset's, under
+    # the command line.
     values: Mapping[str, Any] = field(default_factory=dict)
     framework_pin: str = ""
 
@@ -174,10 +176,11 @@ def parse_manifest(text: str, folder: str) -> Description:
         values["ready_check_path"] = _ready_check_path(_string(data, "ready_check_path"))
     if "ready_timeout" in data:
         values["ready_timeout"] = _seconds(data["ready_timeout"])
-    if "absolute_url" in data:
-        if not isinstance(data["absolute_url"], bool):
-            raise ManifestError(f"{MANIFEST}: absolute_url must be true or false")
-        values["absolute_url"] = data["absolute_url"]
+    for flag in ("absolute_url", "rewrite_urls"):
+        if flag in data:
+            if not isinstance(data[flag], bool):
+                raise ManifestError(f"{MANIFEST}: {flag} must be true or false")
+            values[flag] = data[flag]
     return Description(
         source=MANIFEST_SOURCE,
         app=app,

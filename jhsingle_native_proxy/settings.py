@@ -113,6 +113,8 @@ class Settings:
     server_mappath: Mapping[str, str] | Callable | None = None
     server_request_header: Mapping[str, str] | Callable | None = None
     absolute_url: bool = False
+    # --rewrite-urls: root-absolute URLs in the app's HTML and CSS put under the prefix.
+    rewrite_urls: bool = False
     update_last_activity: bool = True
     activity_exclude: tuple[str, ...] = ()
     server_label: str = ""

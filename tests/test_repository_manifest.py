@@ -66,6 +66,7 @@ def test_every_key_of_the_manifest_is_read(tmp_path):
             ready_check_path = "health"
             ready_timeout = 30
             absolute_url = true
+            rewrite_urls = true
             [env]
             GREETING = "hi {base_url}"
             [mappath]
@@ -77,7 +78,7 @@ def test_every_key_of_the_manifest_is_read(tmp_path):
     assert found.presentation_path == "site"
     assert found.requirements == ("iniconfig>=2",)
     assert found.values == {"ready_check_path": "/health", "ready_timeout": 30.0,
-                            "absolute_url": True}  # fmt: skip
+                            "absolute_url": True, "rewrite_urls": True}  # fmt: skip
     assert found.env == {"GREETING": "hi {base_url}"}
     assert found.mappath == {"/": "/index.html"}
 
@@ -116,6 +117,7 @@ def test_keys_about_access_and_unknown_keys_are_refused_by_name(tmp_path, line, 
         ('ready_timeout = "10"', "number of seconds"),
         ("ready_timeout = true", "number of seconds"),
         ("absolute_url = 1", "true or false"),
+        ('rewrite_urls = "yes"', "true or false"),
         ("command = []", "empty"),
         ("command = [1, 2]", "list of strings"),
         ('command = ["x", "{prot}"]', "prot"),

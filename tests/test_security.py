@@ -111,6 +111,7 @@ def _send_all(sock: socket.socket, data: bytes) -> None:
         (PREFIX + "ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n", False),
         (PREFIX + "echo", "", False),
         (PREFIX + "_jhsnp/status", "", True),
+        (PREFIX + "_jhsnp/rewrite.js", "", False),
     ],
 )
 def test_no_body_is_read_before_the_viewer_is_authorised(oauth_proxy, path, extra, chunked):

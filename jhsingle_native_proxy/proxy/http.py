@@ -24,6 +24,7 @@ from .. import http_hygiene as h
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from .app_request import AppRequestMixin
+from .rewrite_response import BodyDecodeError, RewriteRequest, relay_rewritten
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -144,13 +145,18 @@ async def relay_response(
     response: aiohttp.ClientResponse,
     base_url: str,
     app_port: int | None,
+    rewrite: RewriteRequest | None = None,
 ) -> None:
-    """Write the app's status, headers and body to the client as they come."""
+    """Write the app's status, headers and body to the client as they come (with
+    --rewrite-urls, `rewrite` decides whether the body is rewritten on its way)."""
     handler.set_status(response.status, response.reason or None)
     for name in ("Content-Type", "Server", "Date"):
         handler.clear_header(name)
     connection = response.headers.getall("Connection", [])
-    for name, value in h.response_headers_for_client(response.headers.items(), connection):
+    pairs, body_rewrite = response.headers.items(), None
+    if rewrite is not None:
+        pairs, body_rewrite = rewrite.response_headers(response.status, response.headers)
+    for name, value in h.response_headers_for_client(pairs, connection):
         lower = name.lower()
         if lower == "location":
             value = h.rewrite_location(value, base_url, app_port)
@@ -183,13 +189,16 @@ async def relay_response(
         handler.finish()
         return
     try:
-        if "Content-Length" not in response.headers:
-            # A stream (SSE, progressive output) may take a while to produce its first bytes:
-            # send the headers at once so the client knows the stream is open.
-            await handler.flush()
-        async for chunk in response.content.iter_any():
-            handler.write(chunk)
-            await handler.flush()
+        if body_rewrite is not None:
+            await relay_rewritten(handler, response, body_rewrite)
+        else:
+            if "Content-Length" not in response.headers:
+                # A stream (SSE, progressive output) may take a while to produce its first
+                # bytes: send the headers at once so the client knows the stream is open.
+                await handler.flush()
+            async for chunk in response.content.iter_any():
+                handler.write(chunk)
+                await handler.flush()
     except iostream.StreamClosedError as e:
         # The client went away; stop reading from the app.
         _drop_tracebacks(e)
@@ -197,9 +206,10 @@ async def relay_response(
         response.close()
         handler.note_client_gone()
         return
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-        # The app broke off mid-response. The status line is gone already, so the only honest
-        # signal left is to cut the connection (no final chunk: the client sees a truncation).
+    except (aiohttp.ClientError, asyncio.TimeoutError, BodyDecodeError) as e:
+        # The app broke off mid-response (or its compressed body did not decode). The status
+        # line is gone already, so the only honest signal left is to cut the connection (no
+        # final chunk: the client sees a truncation).
         log.warning("The app broke off the response to %s: %s", handler.logged_uri, e)
         response.close()
         with contextlib.suppress(Exception):
@@ -220,6 +230,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
     _upstream: asyncio.Task | None = None
     _app_too_slow = False
     _activity = True
+    _rewrite: RewriteRequest | None = None  # with --rewrite-urls only
     # The app's supervisor's connections, which this request is one of while it lasts.
     _connections: set[object] | None = None
 
@@ -256,6 +267,11 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         self._connections = services.supervisor.connections
         self._connections.add(self)
         headers = self.app_request_headers()
+        if services.supervisor.settings.rewrite_urls:
+            self._rewrite = RewriteRequest(
+                services.settings.prefix, request.method, request.headers
+            )
+            headers = self._rewrite.app_headers(headers)
         present = {h.canonical_name(n) for n, _ in headers}
         skip = frozenset(
             name
@@ -353,7 +369,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
             # Redirects and cookies are kept under the prefix unless the command line says the
             # app sees the whole URL: a repository's absolute_url cannot loosen that (SECURITY 16).
             base_url = "" if settings.absolute_url else settings.base_url
-            await relay_response(self, response, base_url, self._app_port)
+            await relay_response(self, response, base_url, self._app_port, self._rewrite)
         finally:
             if self._activity:
                 self.services.activity.touch()
