@@ -186,6 +186,17 @@ async def relay_response(
     )
     if no_body:
         response.release()
+        if handler.request.method == "HEAD" and (
+            body_rewrite is not None or "Content-Length" not in response.headers
+        ):
+            # Sent now, so tornado adds no `Content-Length: 0`: a HEAD's length is its GET's,
+            # and a rewritten or streamed GET has none.
+            try:
+                await handler.flush()
+            except iostream.StreamClosedError as e:
+                _drop_tracebacks(e)
+                handler.note_client_gone()
+                return
         handler.finish()
         return
     try:

@@ -7,7 +7,8 @@ proxy's handler builds a `RewriteRequest` only when it is on, and `relay_respons
 usual path when it has none.
 
 - Only `text/html` and `text/css` bodies are rewritten; any other type passes untouched, as
-  does a partial answer (206) and one in an encoding we cannot decode (one warning line).
+  does a partial answer (206), one in an encoding we cannot decode with a bound (one warning
+  line), and one whose charset is not ASCII-compatible (UTF-16 by its charset or its BOM).
 - The app is asked for an unencoded answer (`Accept-Encoding: identity`) on the requests that
   name HTML or CSS in their `Accept` (navigations, frames, stylesheets): those are the answers
   rewritten, and decoding them would cost more than the app's not encoding them. Every other
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import logging
 import re
 import zlib
@@ -74,9 +76,25 @@ def script_url(prefix: str) -> str:
     return f"{prefix}_jhsnp/{SCRIPT_NAME}?v={script_version()}"
 
 
+# Charsets in which `<`, `"` or `/` are not the ASCII bytes the rewriter reads (UTF-16 and -32,
+# UTF-7, the ISO-2022 and HZ shifting ones): bytes inserted into such a body would be other
+# characters, and an odd number of them would shift every UTF-16 pair after them, turning
+# text the app escaped into markup. Such bodies pass unrewritten.
+_NOT_ASCII_COMPATIBLE = re.compile(
+    r"utf-?(?:16|32|7)|ucs-?[24]|unicode|iso-?10646|iso-?2022|hz-gb", re.IGNORECASE
+)
+_CHARSET = re.compile(r";\s*charset\s*=\s*[\"']?([^;\"'\s]*)", re.IGNORECASE)
+# A UTF-16 byte-order mark (UTF-32LE's starts the same): browsers decode by it, whatever the
+# Content-Type says.
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def rewrite_kind(content_type: str | None) -> str:
     """The kind of body to rewrite ("html", "css"), or "" for none, by the Content-Type."""
     if not content_type:
+        return ""
+    charset = _CHARSET.search(content_type)
+    if charset and _NOT_ASCII_COMPATIBLE.match(charset.group(1)):
         return ""
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "text/html":
@@ -168,7 +186,8 @@ def script_nonce(policies: Iterable[str]) -> tuple[bool, str]:
     works but for the URLs its scripts build.
     """
     nonce = ""
-    for policy in policies:
+    # One header may hold several policies, separated by commas (CSP3's serialized list).
+    for policy in (p for header in policies for p in header.split(",")):
         directives = {}
         for directive in policy.split(";"):
             words = directive.split()
@@ -195,71 +214,77 @@ def script_nonce(policies: Iterable[str]) -> tuple[bool, str]:
 
 def head_insert(prefix: str, nonce: str) -> bytes:
     """What goes first in a rewritten page's `<head>`: our script, with the page's nonce."""
-    nonce_attribute = f' nonce="{nonce}"' if nonce else ""
-    return f'<script src="{script_url(prefix)}"{nonce_attribute}></script>'.encode()
+    nonce_attribute = f' nonce="{html.escape(nonce)}"' if nonce else ""
+    # Escaped: a prefix is a path, but nothing in it may end the attribute.
+    source = html.escape(script_url(prefix))
+    return f'<script src="{source}"{nonce_attribute}></script>'.encode()
 
 
 class _ZlibDecoder:
     """gzip (and its concatenated members) or HTTP's deflate (zlib-wrapped, or raw as some
-    servers send it), decoded in pieces of at most DECODED_PIECE bytes."""
+    servers send it), decoded in pieces of at most DECODED_PIECE bytes.
+
+    zlib is given ENCODED_SLICE bytes at a time, so what it copies at each gzip member's end
+    (the input after it) stays small: a body of many tiny members costs linear time, not
+    quadratic. Past the end (deflate's, or NUL padding after a gzip member) nothing more goes
+    to zlib, which would keep all of it in `unused_data`: trailing bytes are dropped as they
+    come, as browsers ignore them.
+    """
 
     def __init__(self, encoding: str):
         self._gzip = encoding in ("gzip", "x-gzip")
         self._zlib: zlib._Decompress | None = zlib.decompressobj(31) if self._gzip else None
-        self._started = False
+        self._head = b""  # deflate: its first byte, until the second tells its kind
+        self._ended = False
 
     def decode(self, data: bytes) -> Iterator[bytes]:
+        for start in range(0, len(data), ENCODED_SLICE):
+            yield from self._slice(data[start : start + ENCODED_SLICE])
+
+    def _slice(self, data: bytes) -> Iterator[bytes]:
         if self._zlib is None:
             # deflate: a zlib header (its check bits), else raw deflate.
-            wrapped = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            self._head = b""
+            wrapped = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
             self._zlib = zlib.decompressobj(15 if wrapped else -15)
-        while data:
-            self._started = True
+        while data and not self._ended:
+            if self._zlib.eof:
+                if not self._gzip or not data.strip(b"\0"):
+                    self._ended = True  # past the end: trailing bytes are ignored
+                    return
+                self._zlib = zlib.decompressobj(31)  # the next gzip member
             try:
                 piece = self._zlib.decompress(data, DECODED_PIECE)
             except zlib.error as e:
                 raise BodyDecodeError(str(e)) from None
             if piece:
                 yield piece
-            data = self._zlib.unconsumed_tail
-            if self._zlib.eof:
-                rest = self._zlib.unused_data
-                if not self._gzip or not rest.strip(b"\0"):
-                    return  # past the end: trailing bytes are ignored, as browsers do
-                self._zlib = zlib.decompressobj(31)  # the next gzip member
-                data = rest
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
 
     def finish(self) -> Iterator[bytes]:
-        if self._zlib is None:
-            return
-        if not self._zlib.eof:
+        if self._head or (self._zlib is not None and not self._zlib.eof):
             raise BodyDecodeError("the compressed body ends too early")
         yield from ()
 
 
-def _in_slices(decode, data: bytes) -> Iterator[bytes]:
-    """For a decoder that cannot bound its output: given ENCODED_SLICE bytes at a time, which
-    bounds each piece by the slice times the format's ratio."""
-    for start in range(0, len(data), ENCODED_SLICE):
-        piece = decode(data[start : start + ENCODED_SLICE])
-        if piece:
-            yield piece
-
-
 class _BrotliDecoder:
+    """brotli 1.2+, whose decoder can bound what one step produces. Older ones cannot (a few
+    KiB of brotli may hold gigabytes): with them brotli answers pass unrewritten."""
+
     def __init__(self) -> None:
         import brotli
 
         self._brotli = brotli
         self._decoder = brotli.Decompressor()
-        # brotli 1.2 can bound what one step produces; older ones get small input slices.
-        self._bounded = hasattr(self._decoder, "can_accept_more_data")
+        if not hasattr(self._decoder, "can_accept_more_data"):
+            raise ImportError("brotli older than 1.2 cannot bound its output")
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         try:
-            if not self._bounded:
-                yield from _in_slices(self._decoder.process, data)
-                return
             piece = self._decoder.process(data, output_buffer_limit=DECODED_PIECE)
             while True:
                 if piece:
@@ -277,25 +302,22 @@ class _BrotliDecoder:
 
 
 class _ZstdDecoder:
+    """Python 3.14's zstd (or `backports.zstd`, the same module for older Pythons), which
+    bounds what one step produces. The `zstandard` package cannot (16 KiB of zstd may hold
+    512 MiB): without these, zstd answers pass unrewritten. One frame: data after it cuts the
+    answer, as corrupt data does."""
+
     def __init__(self) -> None:
         try:
             from compression import zstd  # Python 3.14
-
-            self._decoder = zstd.ZstdDecompressor()
-            self._errors: tuple[type[BaseException], ...] = (zstd.ZstdError,)
-            self._bounded = True
         except ImportError:
-            import zstandard
+            from backports import zstd  # type: ignore[no-redef]
 
-            self._decoder = zstandard.ZstdDecompressor().decompressobj()
-            self._errors = (zstandard.ZstdError,)
-            self._bounded = False
+        self._decoder = zstd.ZstdDecompressor()
+        self._errors: tuple[type[BaseException], ...] = (zstd.ZstdError, EOFError)
 
     def decode(self, data: bytes) -> Iterator[bytes]:
         try:
-            if not self._bounded:
-                yield from _in_slices(self._decoder.decompress, data)
-                return
             piece = self._decoder.decompress(data, DECODED_PIECE)
             if piece:
                 yield piece
@@ -303,11 +325,13 @@ class _ZstdDecoder:
                 piece = self._decoder.decompress(b"", DECODED_PIECE)
                 if piece:
                     yield piece
-        except self._errors as e:
-            raise BodyDecodeError(str(e)) from None
+        except self._errors as e:  # EOFError: data after the frame's end
+            raise BodyDecodeError(str(e) or "data after the end of the zstd frame") from None
+        if self._decoder.eof and self._decoder.unused_data:
+            raise BodyDecodeError("data after the end of the zstd frame")
 
     def finish(self) -> Iterator[bytes]:
-        if self._bounded and not self._decoder.eof:
+        if not self._decoder.eof:
             raise BodyDecodeError("the compressed body ends too early")
         yield from ()
 
@@ -334,6 +358,11 @@ class BodyRewrite:
     gzip: bool
     etag: str | None
     _encoder: zlib._Compress | None = field(default=None, repr=False)
+    # The body's first decoded byte while the second is awaited (a UTF-16 BOM?); "raw" once a
+    # BOM said the body is not ASCII-compatible: it then passes as it is.
+    _first: bytes = field(default=b"", repr=False)
+    _sniffed: bool = field(default=False, repr=False)
+    _raw: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.gzip:
@@ -355,7 +384,7 @@ class BodyRewrite:
         """What goes to the client for one chunk of the app's body, in bounded pieces."""
         pieces = self.decoder.decode(chunk) if self.decoder is not None else (chunk,)
         for piece in pieces:
-            out = self._encoded(self.rewriter.feed(piece), zlib.Z_SYNC_FLUSH)
+            out = self._encoded(self._rewritten(piece), zlib.Z_SYNC_FLUSH)
             if out:
                 yield out
 
@@ -364,8 +393,23 @@ class BodyRewrite:
         tail = b""
         if self.decoder is not None:
             for piece in self.decoder.finish():
-                tail += self.rewriter.feed(piece)
-        return self._encoded(tail + self.rewriter.end(), zlib.Z_FINISH)
+                tail += self._rewritten(piece)
+        if not self._sniffed:  # a body of one byte
+            self._sniffed, tail = True, tail + self.rewriter.feed(self._first)
+        if not self._raw:
+            tail += self.rewriter.end()
+        return self._encoded(tail, zlib.Z_FINISH)
+
+    def _rewritten(self, piece: bytes) -> bytes:
+        """A decoded piece through the rewriter, unless the body opened with a UTF-16 BOM."""
+        if not self._sniffed:
+            piece = self._first + piece
+            if len(piece) < 2:
+                self._first = piece
+                return b""
+            self._sniffed, self._first = True, b""
+            self._raw = piece.startswith(_UTF16_BOMS)
+        return piece if self._raw else self.rewriter.feed(piece)
 
     def _encoded(self, data: bytes, mode: int) -> bytes:
         if self._encoder is None:
