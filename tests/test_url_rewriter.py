@@ -123,6 +123,10 @@ HTML_CASES = [
         b"<script><!--<script>no end</script> still script</script><a href=/user/alice/x>",
     ),
     (
+        b"<script><!--<script></script><a href=/x></script><a href=/y>",
+        b"<script><!--<script></script><a href=/x></script><a href=/user/alice/y>",
+    ),
+    (
         b"<SCRIPT type=module>import '/m.js'</SCRIPT >",
         b"<SCRIPT type=module>import '/m.js'</SCRIPT >",
     ),
@@ -248,6 +252,8 @@ def test_unterminated_tag_of_many_attributes_is_read_in_linear_time() -> None:
     attributes would never return. The bound then passes it on unchanged."""
     body = b"<a " + b"b c=d e='f' " * 20_000 + b'g="/x>'
     assert html(body, chunks=list(range(0, len(body), 8192))) == body
+    body = b"<script>" + b"a<b c " * 20_000  # a script not closed yet: the same for its text
+    assert html(body) == body
 
 
 def test_long_script_and_comment_are_streamed_not_held() -> None:

@@ -102,6 +102,8 @@ FAST_RUN = re.compile(
     rb"|</(?:>|[^A-Za-z>][^>]*>)"
     rb"|<(?=[^A-Za-z!/?])"
     rb"|</[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])(?:" + _TAG_ATTRIBUTES + rb")*[\t\n\f\r /]*>"
+    rb"|<(?i:script)(?=[\t\n\f\r />])(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
+    rb"[^<]*(?:<(?!!--|/(?i:script)[\t\n\f\r />])[^<]*)*(?=</(?i:script)[\t\n\f\r />])"
     rb")*"
     rb"(?:()" + _START_TAG_NAME + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*" + _ROOT_URL_ATTRIBUTE
     + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>)?"
@@ -391,9 +393,11 @@ class RawText(TextUntil):
             stop = match.start()
         text = buf[pos:stop]
         if self._css is not None:
-            text = self._css.feed(text)
-            if match is not None:
-                text += self.end()
+            if match is None:
+                text = self._css.feed(text)
+            else:
+                text = self._css.feed_last(text)
+                self._css = None
         out.append(text)
         return stop, match is not None
 
