@@ -141,6 +141,12 @@ class CssScanner:
         self._buf = self._buf + data if self._buf else data
         return self._run(False)
 
+    def feed_last(self, data: bytes) -> bytes:
+        """`feed(data) + end()` in one pass (a `<style>` element or a `style` attribute met
+        whole): the bytes `feed` would hold for the next chunk are decided at once."""
+        self._buf = self._buf + data if self._buf else data
+        return self.end()
+
     def end(self) -> bytes:
         out = self._run(True)
         self._buf = b""
@@ -231,11 +237,12 @@ class CssScanner:
         quote = match.group(1)
         if quote:
             self._state = _DQ_STRING if quote == b'"' else _SQ_STRING
-        elif match.lastindex == 2:  # an entity quote: the rest is plain text to this scanner
+            return self._string(buf, value, out, final)  # read on: one step fewer per url(
+        if match.lastindex == 2:  # an entity quote: the rest is plain text to this scanner
             self._state = _NORMAL
-        else:
-            self._state = _URL
-        return value
+            return value
+        self._state = _URL
+        return self._url(buf, value, out, final)
 
     def _import(self, buf: bytes, start: int, out: list[bytes], final: bool) -> int:
         limit = self._limit(buf, start, final)
@@ -306,4 +313,4 @@ class CssScanner:
 def rewrite_css(prefix: Prefix, css: bytes, in_attribute: bool = False) -> bytes:
     """A whole piece of CSS rewritten at once (a `style` attribute's value)."""
     scanner = CssScanner(prefix, prefix.css_html if in_attribute else prefix.css, in_attribute)
-    return scanner.feed(css) + scanner.end()
+    return scanner.feed_last(css)

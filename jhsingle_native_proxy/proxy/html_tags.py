@@ -1,5 +1,7 @@
-"""The HTML tag grammar of `--rewrite-urls` (see `url_rewriter.py`): where a tag ends, what its
-attributes are, and which attribute values hold URLs and how each kind is rewritten.
+"""The HTML grammar of `--rewrite-urls` (see `url_rewriter.py`): where a tag ends, what its
+attributes are, which attribute values hold URLs and how each kind is rewritten; what the fast
+path passes over in one match; and the readers of text that is not markup (comments, scripts,
+raw-text elements), which find where it ends.
 
 The regular expressions follow the HTML tokenizer's states for tags (tag name, attribute name,
 value double-, single- or un-quoted), so a `>` inside a quoted value does not end a tag and an
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .css_rewriter import Prefix, needs_prefix, rewrite_css
+from .css_rewriter import CssScanner, Prefix, needs_prefix, rewrite_css
 
 #: Each piece ends where the tokenizer ends it (the lookaheads), so each has one reading: a tag
 #: cut short fails in linear time without atomic groups (Python 3.10 has none).
@@ -27,9 +29,10 @@ ATTRIBUTE = (
 )
 _ATTRIBUTE_RE = re.compile(ATTRIBUTE)
 #: A whole tag: `<`, an optional `/`, the name, attributes, `>`.
+_TAG_ATTRIBUTES = ATTRIBUTE.replace(b"?P<name>", b"?:").replace(b"?P<value>", b"?:")
 TAG = re.compile(
     rb"<(?P<end>/?)(?P<tag>[A-Za-z][^\t\n\f\r />]*)(?=[\t\n\f\r />])(?:"
-    + ATTRIBUTE.replace(b"?P<name>", b"?:").replace(b"?P<value>", b"?:")
+    + _TAG_ATTRIBUTES
     + rb")*[\t\n\f\r /]*>"
 )
 TAG_NAME = re.compile(rb"[A-Za-z][^\t\n\f\r />]*")
@@ -47,6 +50,65 @@ _URL_ATTRIBUTES = {
     b"ping": "ping",
     b"style": "style",
 }
+
+#: The elements whose text is not markup (`<script>`, `<style>`, `<textarea>`...).
+RAW_TEXT_NAMES = frozenset(
+    b"script style textarea title xmp iframe noembed noframes plaintext".split()
+)
+_RAW_NAME = rb"(?i:s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)|plaintext)"
+_START_TAG_NAME = (
+    rb"<(?!" + _RAW_NAME + rb"[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])"
+)
+#: A value no rewriter changes: it does not start with `/` once the C0 controls and spaces a URL
+#: parser strips are skipped (an unquoted value cannot hold a space, so only controls there).
+_PLAIN_VALUE = (
+    rb"\"(?![\x00-\x20]*/)[^\"]*\"|'(?![\x00-\x20]*/)[^']*'"
+    rb"|(?![\x00-\x08\x0b\x0e-\x1f]*/)[^\t\n\f\r >\"'][^\t\n\f\r >]*(?=[\t\n\f\r >])|(?=>)"
+)
+#: An attribute `rewrite_tag` leaves as it is, whatever the element.
+_PLAIN_ATTRIBUTE = (
+    rb"[\t\n\f\r /]*(?!(?i:srcset|imagesrcset|ping|style|content)[\t\n\f\r />=])"
+    + ATTRIBUTE_NAME
+    + rb"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:"
+    + _PLAIN_VALUE
+    + rb")|(?![\t\n\f\r ]*=))"
+)
+#: An attribute of one URL (`_URL_ATTRIBUTES`' "url" kind) whose value starts with `/` after
+#: what `_rewrite_url` strips; groups 2, 3 or 4 (by quoting): the URL, from its `/` to the
+#: value's end.
+_ROOT_URL_ATTRIBUTE = (
+    rb"[\t\n\f\r /]*(?i:"
+    + b"|".join(name for name, kind in _URL_ATTRIBUTES.items() if kind == "url")
+    + rb")"
+    rb"[\t\n\f\r ]*=[\t\n\f\r ]*(?:"
+    rb"\"[\x00-\x20]*(/[^\"]*)\"|'[\x00-\x20]*(/[^']*)'"
+    rb"|[\x00-\x08\x0b\x0e-\x1f]*(/[^\t\n\f\r >]*)(?=[\t\n\f\r >])"
+    rb")"
+)
+#: The rewriter's fast path, in one match: first the markup no rewriting touches (text, comments,
+#: doctypes, end tags, start tags of plain attributes that open no raw-text element), most
+#: common alternative first; then, if one comes next, a start tag whose only attribute that may
+#: change is one URL starting with `/` (group 1, empty, marks the tag's start). Each alternative
+#: reads a token as the tokenizer does and no two can start the same token, so the match has one
+#: reading and what it passes over is exactly what the tag-by-tag path would leave unchanged.
+FAST_RUN = re.compile(
+    rb"(?:[^<]+"
+    rb"|</[A-Za-z][^\t\n\f\r />]*>"
+    rb"|" + _START_TAG_NAME + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
+    rb"|<!--(?:-?>|[\s\S]*?--!?>)"
+    rb"|<!\[CDATA\[[\s\S]*?\]\]>"
+    rb"|<!(?!--|\[CDATA\[)[^>]*>"
+    rb"|<\?[^>]*>"
+    rb"|</(?:>|[^A-Za-z>][^>]*>)"
+    rb"|<(?=[^A-Za-z!/?])"
+    rb"|</[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])(?:" + _TAG_ATTRIBUTES + rb")*[\t\n\f\r /]*>"
+    rb"|<(?i:script)(?=[\t\n\f\r />])(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
+    rb"[^<]*(?:<(?!!--|/(?i:script)[\t\n\f\r />])[^<]*)*(?=</(?i:script)[\t\n\f\r />])"
+    rb")*"
+    rb"(?:()" + _START_TAG_NAME + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*" + _ROOT_URL_ATTRIBUTE
+    + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>)?"
+)
+
 _REFRESH = re.compile(
     rb"[\t\n\f\r ]*[\d.]*[\t\n\f\r ]*[;,]?[\t\n\f\r ]*"
     rb"(?:[Uu][Rr][Ll][\t\n\f\r ]*=[\t\n\f\r ]*)?(?:[\"'][\x00-\x20]*)?"
@@ -218,3 +280,154 @@ def _is_refresh(tag: bytes) -> bool:
         if name.lower() == b"http-equiv" and value is not None:
             return value.strip(b"\"'\t\n\f\r ").lower() == b"refresh"
     return False
+
+
+# -- text that is not markup ------------------------------------------------------------------
+
+
+class TextUntil:
+    """Text passed on as it is up to and through `closer` (a comment's `-->`, CDATA's `]]>`,
+    a bogus comment's `>`), holding back only the `hold` bytes that may start it.
+
+    The readers of text share `read` (returns where it stopped and whether `closer` was
+    passed), `end` and `held`, so the rewriter keeps one reader and no flag per kind of text."""
+
+    def __init__(self, closer: re.Pattern[bytes], hold: int):
+        self._closer = closer
+        self._hold = hold
+
+    def read(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> tuple[int, bool]:
+        match = self._closer.search(buf, pos)
+        if match is None:
+            keep = len(buf) if final else max(pos, len(buf) - self._hold)
+            out.append(buf[pos:keep])
+            return keep, False
+        out.append(buf[pos : match.end()])
+        return match.end(), True
+
+    def end(self) -> bytes:
+        return b""
+
+    @property
+    def held(self) -> int:
+        """Bytes of its own kept between chunks (a `<style>`'s CSS scanner's)."""
+        return 0
+
+
+class CommentText(TextUntil):
+    """A comment's text after `<!--`: `<!-->` and `<!--->` end at once (the tokenizer's
+    abrupt closing), so the first bytes are looked at before the search for `-->`."""
+
+    def __init__(self) -> None:
+        super().__init__(_COMMENT_END, 3)
+        self._opened = True  # just after `<!--`
+
+    def read(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> tuple[int, bool]:
+        if self._opened:
+            if len(buf) - pos < 2 and not final:
+                return pos, False
+            self._opened = False
+            for short in (b">", b"->"):
+                if buf.startswith(short, pos):
+                    out.append(short)
+                    return pos + len(short), True
+        return super().read(buf, pos, out, final)
+
+
+class ScriptText(TextUntil):
+    """A script's text, untouched, to its real end: `</script>` inside `<!--<script>` does not
+    end it (the tokenizer's script data escape states: 0 none, 1 in `<!--`, 2 in a nested
+    `<script>`)."""
+
+    def __init__(self) -> None:
+        super().__init__(_SCRIPT_TOKEN, 9)  # len(b"</script") + the byte after it
+        self._escape = 0
+
+    def read(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> tuple[int, bool]:
+        size = len(buf)
+        safe = size if final else size - self._hold
+        search = pos
+        while True:
+            match = self._closer.search(buf, search)
+            if match is None or match.start() >= safe:
+                keep = min(size, max(pos, safe, search))
+                out.append(buf[pos:keep])
+                return keep, False
+            token = match.group()
+            if token == b"<!--":
+                if self._escape == 0:
+                    self._escape = 1
+                search = match.start() + 2  # its dashes may close it: `<!-->`
+            elif token == b"-->":
+                self._escape = 0
+                search = match.end()
+            elif match.group(1):  # </script
+                if self._escape != 2:
+                    out.append(buf[pos : match.start()])
+                    return match.start(), True
+                self._escape = 1
+                search = match.end()
+            else:  # <script
+                if self._escape == 1:
+                    self._escape = 2
+                search = match.end()
+
+
+class RawText(TextUntil):
+    """A raw-text element's text (`<textarea>`, `<title>`, `<style>`...) up to its end tag,
+    which is left for the markup reader; a `<style>`'s text goes through the CSS rewriter."""
+
+    def __init__(self, name: bytes, css: CssScanner | None):
+        super().__init__(RAW_END[name], len(name) + 3)
+        self._css = css
+
+    @property
+    def held(self) -> int:
+        return self._css.held if self._css else 0
+
+    def read(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> tuple[int, bool]:
+        match = self._closer.search(buf, pos)
+        if match is None:
+            stop = len(buf) if final else max(pos, len(buf) - self._hold)
+        else:
+            stop = match.start()
+        text = buf[pos:stop]
+        if self._css is not None:
+            if match is None:
+                text = self._css.feed(text)
+            else:
+                text = self._css.feed_last(text)
+                self._css = None
+        out.append(text)
+        return stop, match is not None
+
+    def end(self) -> bytes:
+        css, self._css = self._css, None
+        return css.end() if css else b""
+
+
+class PlainText(TextUntil):
+    """After `<plaintext>`: everything to the end of the body is text."""
+
+    def __init__(self) -> None:
+        super().__init__(re.compile(b"(?!)"), 0)
+
+
+_COMMENT_END = re.compile(rb"--!?>")
+_SCRIPT_TOKEN = re.compile(rb"<!--|-->|<(/?)(?i:script)[\t\n\f\r />]")
+RAW_END = {name: re.compile(rb"</(?i:" + name + rb")[\t\n\f\r />]") for name in RAW_TEXT_NAMES}
+#: The readers that keep no state of their own, shared.
+CDATA_TEXT = TextUntil(re.compile(rb"\]\]>"), 2)
+BOGUS_COMMENT = TextUntil(re.compile(rb">"), 0)
+PLAIN_TEXT = PlainText()
+
+
+def text_reader(name: bytes, prefix: Prefix) -> TextUntil | None:
+    """The reader of what follows the start tag `name`, or None when that is markup."""
+    if name not in RAW_END:
+        return None
+    if name == b"plaintext":
+        return PLAIN_TEXT
+    if name == b"script":
+        return ScriptText()
+    return RawText(name, CssScanner(prefix, prefix.css) if name == b"style" else None)

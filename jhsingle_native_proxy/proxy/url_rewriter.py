@@ -30,77 +30,30 @@ from __future__ import annotations
 
 import re
 
-from .css_rewriter import CssScanner, Prefix
+from .css_rewriter import CssScanner, Prefix, needs_prefix
 from .html_tags import (
-    ATTRIBUTE,
-    ATTRIBUTE_NAME,
+    BOGUS_COMMENT,
+    CDATA_TEXT,
+    FAST_RUN,
     IN_TAG_NAME,
+    PLAIN_TEXT,
+    RAW_END,
     TAG,
     TAG_NAME,
+    CommentText,
+    TextUntil,
     follow_tag,
     rewrite_tag,
+    text_reader,
 )
 
 #: The longest tag rewritten; longer ones pass unchanged and are never held whole.
 DEFAULT_LIMIT = 64 * 1024
 
-_RAW_TEXT = (
-    b"script",
-    b"style",
-    b"textarea",
-    b"title",
-    b"xmp",
-    b"iframe",
-    b"noembed",
-    b"noframes",
-    b"plaintext",
-)
-#: What the fast path may pass over without a look from Python: text, comments, doctypes, end
-#: tags, and start tags whose attributes cannot need the prefix (no value starting with `/`, no
-#: `srcset`/`ping`/`style`/`content`) and that open no raw-text element.
-_PLAIN_VALUE = (
-    rb"\"(?![\x00-\x20]*/)[^\"]*\"|'(?![\x00-\x20]*/)[^']*'"
-    rb"|(?!/)[^\t\n\f\r >\"'][^\t\n\f\r >]*(?=[\t\n\f\r >])|(?=>)"
-)
-_PLAIN_ATTRIBUTE = (
-    rb"[\t\n\f\r /]*(?!(?i:srcset|imagesrcset|ping|style|content)[\t\n\f\r />=])"
-    + ATTRIBUTE_NAME
-    + rb"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:"
-    + _PLAIN_VALUE
-    + rb")|(?![\t\n\f\r ]*=))"
-)
-_FULL_ATTRIBUTES = ATTRIBUTE.replace(b"?P<name>", b"?:").replace(b"?P<value>", b"?:")
-_RAW_NAMES = rb"(?i:s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)|plaintext)"
-#: Alternatives most common first (the order is for speed: each reads a token as the tokenizer
-#: does, and no two can start the same token).
-_SKIP = re.compile(
-    rb"(?:[^<]+"
-    rb"|</[A-Za-z][^\t\n\f\r />]*>"
-    rb"|<(?!" + _RAW_NAMES + rb"[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])"
-    rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
-    rb"|<!--(?:-?>|[\s\S]*?--!?>)"
-    rb"|<!\[CDATA\[[\s\S]*?\]\]>"
-    rb"|<!(?!--|\[CDATA\[)[^>]*>"
-    rb"|<\?[^>]*>"
-    rb"|</(?:>|[^A-Za-z>][^>]*>)"
-    rb"|<(?=[^A-Za-z!/?])"
-    rb"|</[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])(?:" + _FULL_ATTRIBUTES + rb")*[\t\n\f\r /]*>"
-    rb")*"
-)
 #: A tag worth a look from Python: a value starting with `/`, or an attribute read otherwise.
 _HINT = re.compile(rb"=[\t\n\f\r ]*[\"']?[\x00-\x20]*/|(?i:srcset|ping|style|content)")
-
-# The HTML scanner's states.
-_DATA, _TAG_HELD, _LONG_TAG, _COMMENT, _CDATA, _BOGUS, _SCRIPT, _RAW, _PLAINTEXT = range(9)
-
-_RAW_END = {name: re.compile(rb"</(?i:" + name + rb")[\t\n\f\r />]") for name in _RAW_TEXT}
-_SCRIPT_TOKEN = re.compile(rb"<!--|-->|<(/?)(?i:script)[\t\n\f\r />]")
-_SCRIPT_HOLD = 9  # len(b"</script") + the byte after it
-_COMMENT_END = re.compile(rb"--!?>")
 _LEADING_SPACE = re.compile(rb"(?:[\t\n\f\r ]|\xef\xbb\xbf)*")
 _BOM = b"\xef\xbb\xbf"
-
-#: Attributes holding one URL on any element (`data` only on `<object>`, below).
 
 
 class StreamRewriter:
@@ -126,6 +79,60 @@ class StreamRewriter:
         return b""
 
 
+# -- where the inserted script goes ---------------------------------------------------------
+
+
+class _HeadInsert:
+    """`head_insert`, placed once: just after `<head>`, or before the first thing that would
+    open the page's body without one (text other than spaces and a byte-order mark, a tag other
+    than `<html>`, an end tag), never inside a comment or a tag. A page's scripts then run after
+    ours, whatever the app wrote before them."""
+
+    __slots__ = ("_insert", "pending")
+
+    def __init__(self, insert: bytes):
+        self._insert = insert
+        self.pending = bool(insert)  # not placed yet
+
+    def take(self) -> bytes:
+        """The insert if it still waits (then never again), or nothing."""
+        if not self.pending:
+            return b""
+        self.pending = False
+        return self._insert
+
+    def before_start_tag(self, name: bytes | None) -> bytes:
+        """What goes before the start tag `name` (None: an end tag)."""
+        return b"" if name == b"html" or name == b"head" else self.take()
+
+    def after_start_tag(self, name: bytes | None) -> bytes:
+        return self.take() if name == b"head" else b""
+
+    def text(self, buf: bytes, pos: int, stop: int, final: bool, out: list[bytes]) -> int:
+        """Passes on the text `buf[pos:stop]`, the insert before its first byte that counts as
+        content; returns where it stopped (short of a byte-order mark cut by the chunk's end)."""
+        if not self.pending:
+            out.append(buf[pos:stop])
+            return stop
+        space = _LEADING_SPACE.match(buf, pos, stop).end()
+        if space < stop:
+            cut = stop == len(buf) and stop - space < 3 and _BOM.startswith(buf[space:stop])
+            if cut and not final:
+                out.append(buf[pos:space])
+                return space
+            out += [buf[pos:space], self.take(), buf[space:stop]]
+        else:
+            out.append(buf[pos:stop])
+        return stop
+
+
+# -- the HTML rewriter ------------------------------------------------------------------------
+
+# Where the HTML rewriter is: in markup, in a tag a chunk cut short, in a tag too long to hold,
+# in text that is not markup (its reader says which).
+_MARKUP, _TAG_HELD, _LONG_TAG, _TEXT = range(4)
+
+
 class HtmlRewriter(StreamRewriter):
     """Streams one `text/html` body (see the module's docstring for what changes).
 
@@ -137,22 +144,18 @@ class HtmlRewriter(StreamRewriter):
         super().__init__(prefix)
         self._prefix = Prefix(prefix)
         self._limit = limit
-        self._insert = head_insert
-        self._pending = bool(head_insert)  # head_insert not placed yet
-        self._state = _DATA
+        self._insert = _HeadInsert(head_insert)
+        self._state = _MARKUP
+        self._text: TextUntil = PLAIN_TEXT  # the reader, in state _TEXT
         self._buf = b""
         self._started = False
-        self._raw_name = b""  # the raw-text element we are in
-        self._css: CssScanner | None = None  # a <style> element's text
-        self._script_escape = 0  # 0, 1 in <!-- of a script, 2 in <!--<script> of a script
         self._long_state = IN_TAG_NAME  # a long tag's tokenizer state,
         self._long_name: bytes | None = None  # its name (None for an end tag),
         self._scan_from = 0  # where to look for a held tag's `>` next
-        self._comment_opened = False  # just after `<!--`
 
     @property
     def held(self) -> int:
-        return len(self._buf) + (self._css.held if self._css else 0)
+        return len(self._buf) + (self._text.held if self._state == _TEXT else 0)
 
     def feed(self, chunk: bytes) -> bytes:
         if not chunk:
@@ -163,12 +166,11 @@ class HtmlRewriter(StreamRewriter):
 
     def end(self) -> bytes:
         out = self._run(True)
-        if self._css is not None:
-            out += self._css.end()
-            self._css = None
-        if self._pending and self._started and self._state == _DATA:
-            out += self._take_insert()  # a page of only spaces, comments, a doctype
-        self._pending = False
+        if self._state == _TEXT:
+            out += self._text.end()
+        elif self._started and self._state == _MARKUP:
+            out += self._insert.take()  # a page of only spaces, comments, a doctype
+        self._insert.pending = False
         self._buf = b""
         return out
 
@@ -176,70 +178,73 @@ class HtmlRewriter(StreamRewriter):
         buf = self._buf
         out: list[bytes] = []
         pos = 0
+        size = len(buf)
         handlers = self._handlers
-        while pos < len(buf):
+        while pos < size:
             state = self._state
             new = handlers[state](self, buf, pos, out, final)
             if new == pos and self._state == state:
                 break
             pos = new
-        if final and pos < len(buf):  # the body ends inside a tag: passed on as it came,
-            if self._state in (_DATA, _TAG_HELD):  # after head_insert if it still waits
-                out.append(self._take_insert())
-            self._state = _BOGUS
-            out.append(buf[pos:])
-            pos = len(buf)
+        if final and pos < size:  # the body ends inside a tag: passed on as it came,
+            out += [self._insert.take(), buf[pos:]]  # after head_insert if it still waits
+            pos = size
         self._buf = buf[pos:]
         return b"".join(out)
 
     # -- the states -------------------------------------------------------------------------
 
-    def _data(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        if not self._pending:
-            pos = self._plain_run(buf, pos, out)
-        size = len(buf)
-        if pos >= size:
+    def _markup_state(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
+        if not self._insert.pending:
+            pos = self._fast_run(buf, pos, out)
+        if pos >= len(buf):
             return pos
         less = buf.find(b"<", pos)
         if less != pos:  # text before the next `<` (only ever here while head_insert waits)
-            stop = size if less < 0 else less
-            space = _LEADING_SPACE.match(buf, pos, stop).end()
-            if space < stop:
-                if less < 0 and not final and stop - space < 3 and _BOM.startswith(buf[space:stop]):
-                    out.append(buf[pos:space])
-                    return space  # maybe a byte-order mark cut in two
-                out += [buf[pos:space], self._take_insert(), buf[space:stop]]
-            else:
-                out.append(buf[pos:stop])
-            return stop
+            return self._insert.text(buf, pos, len(buf) if less < 0 else less, final, out)
         return self._markup(buf, pos, out, final)
 
-    def _plain_run(self, buf: bytes, pos: int, out: list[bytes]) -> int:
-        """The hot loop: plain markup in one regex match, then each start tag that stopped it
-        rewritten here, until something needs the general path (a raw-text element, a tag cut
-        short, a comment cut short...)."""
-        skip, whole_tag, limit, prefix = _SKIP.match, TAG.match, self._limit, self._prefix
+    def _fast_run(self, buf: bytes, pos: int, out: list[bytes]) -> int:
+        """The hot loop: `FAST_RUN` passes plain markup and, in the same match, a start tag of
+        one root-absolute URL, where only the prefix is inserted (no tag object, no copy of the
+        tag); a start tag it stops at is rewritten whole by `rewrite_tag`. It returns where
+        something needs the general path (a raw-text element, a tag cut short, a comment cut
+        short...). Output pieces are slices of `buf` between insertions, not one per token."""
+        fast, whole_tag, limit = FAST_RUN.match, TAG.match, self._limit
+        prefix = self._prefix
+        bare, insert = prefix.bare, prefix.html
+        last = pos  # buf[last:pos] is passed but not yet in `out`
         while True:
-            skipped = skip(buf, pos).end()
-            if skipped > pos:
-                out.append(buf[pos:skipped])
-                pos = skipped
-            match = whole_tag(buf, pos)
-            if match is None or match.group("end"):
-                return pos
-            name = match.group("tag").lower()
-            if name in _RAW_END:
-                return pos
+            match = fast(buf, pos)
             end = match.end()
-            tag = buf[pos:end]
-            out.append(rewrite_tag(prefix, tag, name) if end - pos <= limit else tag)
+            url = match.lastindex  # the URL's group (2, 3, 4) closes after group 1
+            if url is not None:
+                start, stop = match.span(url)
+                if needs_prefix(buf, start, stop, bare) and (
+                    end - pos <= limit or end - match.start(1) <= limit
+                ):
+                    out += (buf[last:start], insert)
+                    last = start
+                pos = end
+                continue
             pos = end
-
-    def _take_insert(self) -> bytes:
-        if not self._pending:
-            return b""
-        self._pending = False
-        return self._insert
+            tag = whole_tag(buf, pos)
+            if tag is None or tag.group("end"):
+                break
+            name = tag.group("tag").lower()
+            if name in RAW_END:
+                break
+            end = tag.end()
+            if end - pos <= limit:
+                whole = buf[pos:end]
+                rewritten = rewrite_tag(prefix, whole, name)
+                if rewritten is not whole:
+                    out += (buf[last:pos], rewritten)
+                    last = end
+            pos = end
+        if last < pos:
+            out.append(buf[last:pos])
+        return pos
 
     def _markup(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
         """At a `<`: what it opens."""
@@ -248,21 +253,15 @@ class HtmlRewriter(StreamRewriter):
             return pos  # `<`, `<!`, `</`: too little to tell
         second = buf[pos + 1] if pos + 1 < size else 0
         if second == 0x21:  # <!
-            for opener, state in ((b"<!--", _COMMENT), (b"<![CDATA[", _CDATA)):
+            for opener in (b"<!--", b"<![CDATA["):
                 if buf.startswith(opener, pos):
-                    out.append(opener)
-                    self._state = state
-                    self._comment_opened = True
-                    return pos + len(opener)
+                    reader = CommentText() if opener == b"<!--" else CDATA_TEXT
+                    return self._open_text(reader, opener, pos, out)
                 if size - pos < len(opener) and opener.startswith(buf[pos:]) and not final:
                     return pos
-            out.append(b"<!")
-            self._state = _BOGUS
-            return pos + 2
+            return self._open_text(BOGUS_COMMENT, b"<!", pos, out)
         if second == 0x3F:  # <?
-            out.append(b"<?")
-            self._state = _BOGUS
-            return pos + 2
+            return self._open_text(BOGUS_COMMENT, b"<?", pos, out)
         if second == 0x2F:  # </
             third = buf[pos + 2] if pos + 2 < size else 0
             if (0x41 <= third <= 0x5A) or (0x61 <= third <= 0x7A):
@@ -270,13 +269,17 @@ class HtmlRewriter(StreamRewriter):
             if third == 0x3E:
                 out.append(b"</>")
                 return pos + 3
-            out.append(b"</")
-            self._state = _BOGUS
-            return pos + 2
+            return self._open_text(BOGUS_COMMENT, b"</", pos, out)
         if (0x41 <= second <= 0x5A) or (0x61 <= second <= 0x7A):
             return self._tag(buf, pos, out, final, False)
-        out += [self._take_insert(), b"<"]
+        out += [self._insert.take(), b"<"]
         return pos + 1
+
+    def _open_text(self, reader: TextUntil, opener: bytes, pos: int, out: list[bytes]) -> int:
+        out.append(opener)
+        self._text = reader
+        self._state = _TEXT
+        return pos + len(opener)
 
     def _tag(self, buf: bytes, pos: int, out: list[bytes], final: bool, is_end: bool) -> int:
         match = TAG.match(buf, pos)
@@ -291,35 +294,27 @@ class HtmlRewriter(StreamRewriter):
         end = match.end()
         tag = buf[pos:end]
         if is_end:
-            out += [self._take_insert(), tag]
+            out += [self._insert.take(), tag]
             return end
         name = match.group("tag").lower()
-        if self._pending and name == b"head":
-            out += [tag, self._take_insert()]
+        if end - pos <= self._limit and _HINT.search(tag):
+            tag = rewrite_tag(self._prefix, tag, name)
+        insert = self._insert
+        if insert.pending:
+            out += [insert.before_start_tag(name), tag, insert.after_start_tag(name)]
         else:
-            if self._pending and name != b"html":
-                out.append(self._take_insert())
-            if end - pos <= self._limit and _HINT.search(tag):
-                tag = rewrite_tag(self._prefix, tag, name)
             out.append(tag)
         self._enter(name)
         return end
 
     def _enter(self, name: bytes | None) -> None:
         """After the start tag `name`: a raw-text element's text, or markup again."""
-        self._state = _DATA
-        if name is None or name not in _RAW_END:
-            return
-        if name == b"plaintext":
-            self._state = _PLAINTEXT
-        elif name == b"script":
-            self._state = _SCRIPT
-            self._script_escape = 0
+        reader = None if name is None else text_reader(name, self._prefix)
+        if reader is None:
+            self._state = _MARKUP
         else:
-            self._state = _RAW
-            self._raw_name = name
-            if name == b"style":
-                self._css = CssScanner(self._prefix, self._prefix.css)
+            self._text = reader
+            self._state = _TEXT
 
     def _overflow(self, buf: bytes, pos: int, out: list[bytes], is_end: bool) -> int:
         """A tag longer than the bound: passed on as it streams, never rewritten."""
@@ -327,8 +322,7 @@ class HtmlRewriter(StreamRewriter):
         if not is_end:
             match = TAG_NAME.match(buf, pos + 1)
             name = match.group().lower() if match.end() < len(buf) else b""
-        if self._pending and name != b"html" and name != b"head":
-            out.append(self._take_insert())
+        out.append(self._insert.before_start_tag(name))
         state = follow_tag(buf, pos + (2 if is_end else 1), IN_TAG_NAME)[1]
         out.append(buf[pos:])
         self._long_state, self._long_name = state, name
@@ -340,128 +334,25 @@ class HtmlRewriter(StreamRewriter):
         if end < 0:
             out.append(buf[pos:])
             return len(buf)
-        out.append(buf[pos:end])
-        if self._pending and self._long_name == b"head":
-            out.append(self._take_insert())
+        out += [buf[pos:end], self._insert.after_start_tag(self._long_name)]
         self._enter(self._long_name)
         return end
 
     def _tag_held(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
         """A tag cut short: looked at again only when a `>` has come (no quadratic rescans)."""
         if final or buf.find(b">", self._scan_from) >= 0 or len(buf) - pos > self._limit:
-            self._state = _DATA
+            self._state = _MARKUP
             return self._markup(buf, pos, out, final)
         self._scan_from = len(buf)
         return pos
 
-    def _comment(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        if self._comment_opened:  # `<!-->` and `<!--->` end at once
-            if len(buf) - pos < 2 and not final:
-                return pos
-            self._comment_opened = False
-            for short in (b">", b"->"):
-                if buf.startswith(short, pos):
-                    out.append(short)
-                    self._state = _DATA
-                    return pos + len(short)
-        return self._until(buf, pos, out, final, _COMMENT_END, 3)
+    def _text_state(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
+        pos, closed = self._text.read(buf, pos, out, final)
+        if closed:
+            self._state = _MARKUP
+        return pos
 
-    def _until(
-        self,
-        buf: bytes,
-        pos: int,
-        out: list[bytes],
-        final: bool,
-        closer: re.Pattern[bytes],
-        hold: int,
-    ) -> int:
-        """Passes text on up to and through `closer`, holding `hold` bytes that may start it."""
-        match = closer.search(buf, pos)
-        if match is None:
-            keep = len(buf) if final else max(pos, len(buf) - hold)
-            out.append(buf[pos:keep])
-            return keep
-        out.append(buf[pos : match.end()])
-        self._state = _DATA
-        return match.end()
-
-    def _cdata(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        return self._until(buf, pos, out, final, _CDATA_END, 2)
-
-    def _bogus(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        return self._until(buf, pos, out, final, _GT, 0)
-
-    def _script(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        """A script's text, untouched, to its real end: `</script>` inside `<!--<script>`
-        does not end it (the tokenizer's script escape states)."""
-        size = len(buf)
-        safe = size if final else size - _SCRIPT_HOLD
-        search = pos
-        while True:
-            match = _SCRIPT_TOKEN.search(buf, search)
-            if match is None or match.start() >= safe:
-                keep = min(size, max(pos, safe, search))
-                out.append(buf[pos:keep])
-                return keep
-            token = match.group()
-            if token == b"<!--":
-                if self._script_escape == 0:
-                    self._script_escape = 1
-                search = match.start() + 2  # its dashes may close it: `<!-->`
-            elif token == b"-->":
-                self._script_escape = 0
-                search = match.end()
-            elif match.group(1):  # </script
-                if self._script_escape == 2:
-                    self._script_escape = 1
-                else:
-                    out.append(buf[pos : match.start()])
-                    self._state = _DATA
-                    return match.start()
-                search = match.end()
-            else:  # <script
-                if self._script_escape == 1:
-                    self._script_escape = 2
-                search = match.end()
-
-    def _raw(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        closer = _RAW_END[self._raw_name]
-        match = closer.search(buf, pos)
-        if match is None:
-            keep = len(buf) if final else max(pos, len(buf) - len(self._raw_name) - 3)
-            stop = keep
-        else:
-            keep = stop = match.start()
-        text = buf[pos:stop]
-        if self._css is not None:
-            text = self._css.feed(text)
-            if match is not None:
-                text += self._css.end()
-                self._css = None
-        out.append(text)
-        if match is not None:
-            self._state = _DATA
-        return keep
-
-    def _plaintext(self, buf: bytes, pos: int, out: list[bytes], final: bool) -> int:
-        out.append(buf[pos:])
-        return len(buf)
-
-    _handlers = {
-        _DATA: _data,
-        _TAG_HELD: _tag_held,
-        _LONG_TAG: _long_tag,
-        _COMMENT: _comment,
-        _CDATA: _cdata,
-        _BOGUS: _bogus,
-        _SCRIPT: _script,
-        _RAW: _raw,
-        _PLAINTEXT: _plaintext,
-    }
-
-
-_CDATA_END = re.compile(rb"\]\]>")
-_GT = re.compile(rb">")
+    _handlers = (_markup_state, _tag_held, _long_tag, _text_state)  # by state
 
 
 class CssRewriter(StreamRewriter):
