@@ -12,6 +12,7 @@ import zlib
 import pytest
 from multidict import CIMultiDict
 
+from jhsingle_native_proxy.proxy import body_decoders
 from jhsingle_native_proxy.proxy import rewrite_response as rr
 
 PREFIX = "/user/alice/"
@@ -181,7 +182,7 @@ def test_decoded_and_encoded_in_bounded_pieces(encoding, client_gzip):
         200, _headers(Content_Type="text/html", Content_Encoding=header)
     )
     pieces = _through(body, sent, 777)
-    assert max(map(len, pieces)) <= rr.DECODED_PIECE + 64
+    assert max(map(len, pieces)) <= body_decoders.DECODED_PIECE + 64
     joined = b"".join(pieces)
     expected = PAGE.replace(b"<head>", b"<head>" + rr.head_insert(PREFIX, ""))
     assert (gzip.decompress(joined) if client_gzip else joined) == expected
@@ -189,9 +190,9 @@ def test_decoded_and_encoded_in_bounded_pieces(encoding, client_gzip):
 
 def test_a_decompression_bomb_comes_out_in_bounded_pieces():
     bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB from about 64 KiB
-    decoder = rr._decoder_for("gzip")
+    decoder = body_decoders.decoder_for("gzip")
     sizes = [len(p) for p in decoder.decode(bomb)]
-    assert sum(sizes) == 64 * 1024 * 1024 and max(sizes) <= rr.DECODED_PIECE
+    assert sum(sizes) == 64 * 1024 * 1024 and max(sizes) <= body_decoders.DECODED_PIECE
 
 
 @pytest.mark.parametrize("broken", ["corrupt", "truncated"])
@@ -202,7 +203,7 @@ def test_a_broken_compressed_body_is_an_error_not_a_loop(broken):
     _, body = request.response_headers(
         200, _headers(Content_Type="text/css", Content_Encoding="gzip")
     )
-    with pytest.raises(rr.BodyDecodeError):
+    with pytest.raises(body_decoders.BodyDecodeError):
         _through(body, sent, 4096)
 
 
@@ -217,9 +218,12 @@ def test_brotli_is_decoded():
     bomb = brotli.compress(b"a" * (32 * 1024 * 1024))
     pieces = _through(body, bomb, 1000)
     # brotli stops growing its buffer once past the limit: within twice the bound.
-    assert max(map(len, pieces)) <= 2 * rr.DECODED_PIECE and sum(map(len, pieces)) == 32 << 20
+    assert (
+        max(map(len, pieces)) <= 2 * body_decoders.DECODED_PIECE
+        and sum(map(len, pieces)) == 32 << 20
+    )
     _, body = request.response_headers(
         200, _headers(Content_Type="text/css", Content_Encoding="br")
     )
-    with pytest.raises(rr.BodyDecodeError):
+    with pytest.raises(body_decoders.BodyDecodeError):
         _through(body, brotli.compress(PAGE)[:-20], 1000)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import APPS, peak_rss_kib, request
+from jhsingle_native_proxy.proxy import body_decoders
 from jhsingle_native_proxy.proxy import rewrite_response as rr
 
 HOSTILE_APP = [sys.executable, str(APPS / "hostile_encoding_app.py"), "{port}"]
@@ -66,10 +67,12 @@ def test_many_empty_gzip_members_cost_linear_time(monkeypatch):
         def __getattr__(self, name):
             return getattr(self._inner, name)
 
-    monkeypatch.setattr(rr, "zlib", SimpleNamespace(decompressobj=Counting, error=zlib.error))
+    monkeypatch.setattr(
+        body_decoders, "zlib", SimpleNamespace(decompressobj=Counting, error=zlib.error)
+    )
     empty = gzip.compress(b"", mtime=0)
     chunk = gzip.compress(b"<p>x</p>", mtime=0) + empty * ((2 << 20) // len(empty))
-    decoder = rr._ZlibDecoder("gzip")
+    decoder = body_decoders.ZlibDecoder("gzip")
     out = b"".join(decoder.decode(chunk)) + b"".join(decoder.finish())
     assert out == b"<p>x</p>"
     # Linear: each byte is handed over at most once per member of its 16 KiB slice.
@@ -80,7 +83,7 @@ def test_members_on_the_wire_and_a_one_byte_deflate_head(hostile):
     page = hostile.get("members?mib=2", headers=PAGE_ACCEPT, timeout=60)
     assert page.status == 200 and f'href="{hostile.prefix}x"'.encode() in page.body
     # A zlib header cut after its first byte is still read as zlib, not as raw deflate.
-    decoder = rr._ZlibDecoder("deflate")
+    decoder = body_decoders.ZlibDecoder("deflate")
     data = zlib.compress(b"<a href='/x'>")
     out = b"".join(decoder.decode(data[:1])) + b"".join(decoder.decode(data[1:]))
     assert out + b"".join(decoder.finish()) == b"<a href='/x'>"

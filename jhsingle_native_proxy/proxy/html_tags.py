@@ -56,9 +56,7 @@ RAW_TEXT_NAMES = frozenset(
     b"script style textarea title xmp iframe noembed noframes plaintext".split()
 )
 _RAW_NAME = rb"(?i:s(?:cript|tyle)|t(?:extarea|itle)|xmp|iframe|no(?:embed|frames)|plaintext)"
-_START_TAG_NAME = (
-    rb"<(?!" + _RAW_NAME + rb"[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])"
-)
+_START_TAG_NAME = rb"<(?!" + _RAW_NAME + rb"[\t\n\f\r />])[A-Za-z][^\t\n\f\r />]*(?=[\t\n\f\r />])"
 #: A value no rewriter changes: it does not start with `/` once the C0 controls and spaces a URL
 #: parser strips are skipped (an unquoted value cannot hold a space, so only controls there).
 _PLAIN_VALUE = (
@@ -105,8 +103,15 @@ FAST_RUN = re.compile(
     rb"|<(?i:script)(?=[\t\n\f\r />])(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>"
     rb"[^<]*(?:<(?!!--|/(?i:script)[\t\n\f\r />])[^<]*)*(?=</(?i:script)[\t\n\f\r />])"
     rb")*"
-    rb"(?:()" + _START_TAG_NAME + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*" + _ROOT_URL_ATTRIBUTE
-    + rb"(?:" + _PLAIN_ATTRIBUTE + rb")*[\t\n\f\r /]*>)?"
+    rb"(?:()"
+    + _START_TAG_NAME
+    + rb"(?:"
+    + _PLAIN_ATTRIBUTE
+    + rb")*"
+    + _ROOT_URL_ATTRIBUTE
+    + rb"(?:"
+    + _PLAIN_ATTRIBUTE
+    + rb")*[\t\n\f\r /]*>)?"
 )
 
 _REFRESH = re.compile(

@@ -24,7 +24,8 @@ from .. import http_hygiene as h
 from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from .app_request import AppRequestMixin
-from .rewrite_response import BodyDecodeError, RewriteRequest, relay_rewritten
+from .body_decoders import BodyDecodeError
+from .rewrite_response import RewriteRequest, relay_rewritten
 
 log = logging.getLogger("jhsingle_native_proxy")
 
