@@ -12,6 +12,7 @@ import zlib
 import pytest
 from multidict import CIMultiDict
 
+from jhsingle_native_proxy.hub_environment import HubSettings
 from jhsingle_native_proxy.proxy import body_decoders
 from jhsingle_native_proxy.proxy import rewrite_response as rr
 
@@ -227,3 +228,14 @@ def test_brotli_is_decoded():
     )
     with pytest.raises(body_decoders.BodyDecodeError):
         _through(body, brotli.compress(PAGE)[:-20], 1000)
+
+
+def test_hub_routes_are_the_hubs_pages_on_this_origin() -> None:
+    api = "http://127.0.0.1:8081/hub/api"
+    assert rr.hub_routes(HubSettings()) == ()  # no hub
+    assert rr.hub_routes(HubSettings(api_url=api)) == ("/hub/",)
+    # Under another base URL, all of it is the hub's: an app writing /jhub/... knows the hub.
+    assert rr.hub_routes(HubSettings(api_url=api, base_url="/jhub/")) == ("/jhub/",)
+    # Subdomains: this server's origin is its own, the hub is elsewhere.
+    own = HubSettings(api_url=api, oauth_callback_url="https://alice.hub.example/oauth_callback")
+    assert rr.hub_routes(own) == ()

@@ -192,6 +192,26 @@ def test_a_nonce_only_policy_lets_our_script_run(start_proxy):
     assert seen["errors"] == []
 
 
+def test_the_hubs_own_pages_stay_as_they_are(start_proxy):
+    """Behind a hub, `/hub/...` is JupyterHub's (its home, logout, API), not the app's: neither
+    the page's markup nor what its scripts build is put under the prefix."""
+    from browser import chromium_page
+
+    hub = {"JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api", "JUPYTERHUB_BASE_URL": "/"}
+    proxy = start_proxy(["--rewrite-urls"], app=ROOT_APP, env=hub)
+    page = proxy.get("hub-links", headers=NAVIGATION).body
+    assert b'href="/hub/home"' in page and b"url(/hub/logo)" in page
+    assert f'href="{PREFIX}page2"'.encode() in page and b'data-keep="/hub/"' in page
+    with chromium_page() as browser_page:
+        browser_page.goto(proxy.url("hub-links"))
+        built = browser_page.evaluate("""() => {
+            const a = document.createElement("a"), b = document.createElement("a");
+            a.setAttribute("href", "/hub/logout"); b.href = "/api/x";
+            return [a.getAttribute("href"), new URL(b.href).pathname];
+        }""")
+        assert built == ["/hub/logout", PREFIX + "api/x"]
+
+
 def test_a_flask_app_with_hand_written_static_urls(start_proxy):
     from browser import chromium_page
 

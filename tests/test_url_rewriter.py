@@ -482,3 +482,16 @@ def test_css_fast_path_and_chunking_agree_with_the_slow_whole_reading(body_and_c
     finally:
         css_rewriter_module._PLAIN = saved
     assert css(body, cuts) == css(body) == slow
+
+
+def test_roots_kept_stay_as_they_are() -> None:
+    """The hub's own pages (`keep`, from rewrite_response.hub_routes) are not the app's."""
+    page = (b'<a href="/hub/home"></a><a href="/hub"></a><a href="/hubble"></a>'
+            b'<img src="/static/x.png"><style>i{background:url(/hub/logo)}</style>')  # fmt: skip
+    rewriter = html_rewriter("/user/a/", keep=("/hub/",))
+    out = rewriter.feed(page) + rewriter.end()
+    assert out == page.replace(b"/hubble", b"/user/a/hubble").replace(b"/static", b"/user/a/static")
+    css = css_rewriter("/user/a/", ("/jhub/",))
+    assert css.feed(b"a{b:url(/jhub/x)}c{d:url(/x)}") + css.end() == (
+        b"a{b:url(/jhub/x)}c{d:url(/user/a/x)}"
+    )

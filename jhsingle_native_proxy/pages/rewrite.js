@@ -6,8 +6,9 @@
    this script's own URL ({prefix}_jhsnp/rewrite.js), so the file is the same for every server
    and is cached by its version. What it changes: a root-absolute URL ("/api/x") and an absolute
    one naming this page's own host ("http://host/api/x", "ws://host/ws", "//host/x") that is not
-   under the prefix yet. Relative URLs, URLs already under the prefix, other hosts, data:, blob:
-   and the rest are left as they are. It reads nothing and sends nothing of its own. */
+   under the prefix yet. Relative URLs, URLs already under the prefix or under a root its tag's
+   data-keep names (the hub's pages), other hosts, data:, blob: and the rest are left as they
+   are. It reads nothing and sends nothing of its own. */
 (function () {
   "use strict";
   var me = document.currentScript;
@@ -19,9 +20,19 @@
   if (prefix.charAt(prefix.length - 1) !== "/" || prefix === "/") return;
   var base = prefix.slice(0, -1);
   window.__jhsnpRewriteUrls = prefix;
+  // Roots that stay as they are besides the prefix: the hub's own pages (/hub/), which the
+  // server names on this tag for its hub.
+  var kept = (me.getAttribute("data-keep") || "").split(" ").filter(function (root) {
+    return root.charAt(0) === "/" && root.length > 1;
+  });
 
   function isUnder(path) {
-    return path === base || path.indexOf(prefix) === 0;
+    if (path === base || path.indexOf(prefix) === 0) return true;
+    for (var i = 0; i < kept.length; i++) {
+      var root = kept[i];
+      if (path === root.replace(/\/$/, "") || path.indexOf(root) === 0) return true;
+    }
+    return false;
   }
 
   function sameHost(url) {

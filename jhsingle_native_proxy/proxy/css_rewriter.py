@@ -14,6 +14,7 @@ escapes (`url(\\2f x)`), an `@import` whose string follows a comment.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 #: HTML's ASCII whitespace, which CSS shares (CR and FF included).
 WHITESPACE = b"\t\n\f\r "
@@ -41,9 +42,10 @@ class Prefix:
     `style` attribute.
     """
 
-    __slots__ = ("raw", "bare", "html", "css", "css_html")
+    __slots__ = ("raw", "bare", "html", "css", "css_html", "unchanged")
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, keep: Sequence[str] = ()):
+        """`keep`: other roots whose URLs stay as they are (the hub's own routes, `/hub/`)."""
         raw = prefix.encode("utf-8")
         if not raw.startswith(b"/"):
             raw = b"/" + raw
@@ -54,6 +56,9 @@ class Prefix:
         self.html = html_escape(self.bare)
         self.css = re.sub(rb"[()']", lambda m: b"\\" + m.group(), self.bare)
         self.css_html = html_escape(self.css)
+        # What a URL may start with and stay unchanged: the prefix, and the roots kept.
+        kept = (_UNSAFE_IN_PATH.sub(lambda m: b"%%%02X" % m.group()[0], k.encode()) for k in keep)
+        self.unchanged = (self.bare, *(k.rstrip(b"/") for k in kept if k.strip(b"/")))
 
 
 def html_escape(value: bytes) -> bytes:
@@ -62,12 +67,13 @@ def html_escape(value: bytes) -> bytes:
     return value.replace(b"&", b"&amp;").replace(b"'", b"&#39;")
 
 
-def needs_prefix(buf: bytes, start: int, limit: int, bare: bytes) -> bool:
+def needs_prefix(buf: bytes, start: int, limit: int, unchanged: tuple[bytes, ...]) -> bool:
     """Whether the URL at `buf[start:limit]` is root-absolute and not yet under the prefix.
 
     `/x` is; `//host/x` is not (nor `/\\host`, `/<tab>/host`: a URL parser drops tabs and
-    newlines and reads `\\` as `/`); `bare` itself, or `bare` followed by `/`, `?`, `#` or the
-    end of the value, is already under the prefix.
+    newlines and reads `\\` as `/`); a root of `unchanged` (`Prefix.unchanged`: the prefix
+    without its slash, and the roots kept) itself, or followed by `/`, `?`, `#` or the end of
+    the value, stays as it is.
     """
     if start >= limit or buf[start] != 0x2F:
         return False
@@ -76,10 +82,11 @@ def needs_prefix(buf: bytes, start: int, limit: int, bare: bytes) -> bool:
         after += 1
     if after < limit and buf[after] in b"/\\":
         return False
-    if buf.startswith(bare, start, limit):
-        end = start + len(bare)
-        if end >= limit or buf[end] in _PREFIX_END:
-            return False
+    for root in unchanged:
+        if buf.startswith(root, start, limit):
+            end = start + len(root)
+            if end >= limit or buf[end] in _PREFIX_END:
+                return False
     return True
 
 
@@ -124,10 +131,10 @@ class CssScanner:
     """
 
     def __init__(self, prefix: Prefix, insert: bytes, in_attribute: bool = False):
-        self._bare = prefix.bare
+        self._bare = prefix.unchanged
         self._insert = insert
         self._url_open = _URL_OPEN_IN_ATTRIBUTE if in_attribute else _URL_OPEN
-        self._window = 256 + len(prefix.bare)
+        self._window = 256 + max(map(len, prefix.unchanged))
         self._state = _NORMAL
         self._buf = b""
         self._previous = 0x20  # the input byte before `_buf` (identifier boundaries)

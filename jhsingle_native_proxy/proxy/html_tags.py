@@ -182,7 +182,7 @@ def follow_tag(buf: bytes, pos: int, state: int) -> tuple[int, int]:
 
 def _rewrite_url(prefix: Prefix, value: bytes) -> bytes | None:
     start = len(value) - len(value.lstrip(_C0_AND_SPACE))
-    if needs_prefix(value, start, len(value), prefix.bare):
+    if needs_prefix(value, start, len(value), prefix.unchanged):
         return value[:start] + prefix.html + value[start:]
     return None
 
@@ -200,7 +200,7 @@ def _rewrite_srcset(prefix: Prefix, value: bytes) -> bytes | None:
         url_stop = url_end
         while url_stop > pos and value[url_stop - 1] == 0x2C:
             url_stop -= 1
-        if needs_prefix(value, pos, url_stop, prefix.bare):
+        if needs_prefix(value, pos, url_stop, prefix.unchanged):
             parts += [value[last:pos], prefix.html]
             last = pos
         pos = url_end if url_stop < url_end else _SRCSET_DESCRIPTORS.match(value, url_end).end()
@@ -214,7 +214,7 @@ def _rewrite_ping(prefix: Prefix, value: bytes) -> bytes | None:
     parts: list[bytes] = []
     last = 0
     for match in _PING_URL.finditer(value):
-        if needs_prefix(value, match.start(), match.end(), prefix.bare):
+        if needs_prefix(value, match.start(), match.end(), prefix.unchanged):
             parts += [value[last : match.start()], prefix.html]
             last = match.start()
     if not parts:
@@ -225,7 +225,7 @@ def _rewrite_ping(prefix: Prefix, value: bytes) -> bytes | None:
 
 def _rewrite_refresh(prefix: Prefix, value: bytes) -> bytes | None:
     start = _REFRESH.match(value).end()
-    if needs_prefix(value, start, len(value), prefix.bare):
+    if needs_prefix(value, start, len(value), prefix.unchanged):
         return value[:start] + prefix.html + value[start:]
     return None
 

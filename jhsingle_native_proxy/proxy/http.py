@@ -25,7 +25,7 @@ from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from .app_request import AppRequestMixin
 from .body_decoders import BodyDecodeError
-from .rewrite_response import RewriteRequest, relay_rewritten
+from .rewrite_response import RewriteRequest, hub_routes, relay_rewritten
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -280,8 +280,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         self._connections.add(self)
         headers = self.app_request_headers()
         if services.supervisor.settings.rewrite_urls:
+            settings = services.settings
             self._rewrite = RewriteRequest(
-                services.settings.prefix, request.method, request.headers
+                settings.prefix, request.method, request.headers, hub_routes(settings.hub)
             )
             headers = self._rewrite.app_headers(headers)
         present = {h.canonical_name(n) for n, _ in headers}

@@ -30,10 +30,11 @@ import html
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 
+from ..hub_environment import HubSettings
 from .body_decoders import Decoder, decoder_for
 from .url_rewriter import StreamRewriter, css_rewriter, html_rewriter
 
@@ -204,12 +205,25 @@ def script_nonce(policies: Iterable[str]) -> tuple[bool, str]:
     return True, nonce
 
 
-def head_insert(prefix: str, nonce: str) -> bytes:
-    """What goes first in a rewritten page's `<head>`: our script, with the page's nonce."""
+def head_insert(prefix: str, nonce: str, keep: Sequence[str] = ()) -> bytes:
+    """What goes first in a rewritten page's `<head>`: our script, with the page's nonce and
+    the roots its URLs keep (`data-keep`: the hub's routes; the script is the same file for
+    every server, so what differs is on its tag)."""
     nonce_attribute = f' nonce="{html.escape(nonce)}"' if nonce else ""
+    keep_attribute = f' data-keep="{html.escape(" ".join(keep))}"' if keep else ""
     # Escaped: a prefix is a path, but nothing in it may end the attribute.
     source = html.escape(script_url(prefix))
-    return f'<script src="{source}"{nonce_attribute}></script>'.encode()
+    return f'<script src="{source}"{nonce_attribute}{keep_attribute}></script>'.encode()
+
+
+def hub_routes(hub: HubSettings) -> tuple[str, ...]:
+    """The roots of JupyterHub's own pages on this server's origin, which rewriting leaves
+    alone: a link to `/hub/home` or `/hub/logout` is the hub's, not the app's. Under a hub
+    base URL other than `/` (`/jhub/`), an app that writes it knows the hub: all of it stays.
+    None without a hub, or when this server has an origin of its own (the hub is elsewhere)."""
+    if not hub.api_url or hub.own_origin:
+        return ()
+    return (hub.hub_prefix,) if hub.base_url in ("", "/") else (hub.base_url,)
 
 
 @dataclass
@@ -286,8 +300,10 @@ class RewriteRequest:
     """A request while --rewrite-urls is on: what it changed on the way to the app, and the
     decision about the app's answer (`plan`)."""
 
-    def __init__(self, prefix: str, method: str, client_headers) -> None:
+    def __init__(self, prefix: str, method: str, client_headers, keep: Sequence[str] = ()) -> None:
+        """`keep`: roots whose URLs stay as they are (`hub_routes`)."""
         self.prefix = prefix
+        self.keep = tuple(keep)
         self.method = method
         self.suffix = "-jhsnp" + script_version()
         self._client_gzip = accepts_gzip(client_headers.get("Accept-Encoding", ""))
@@ -342,10 +358,10 @@ class RewriteRequest:
             return None
         if kind == "html":
             allowed, nonce = script_nonce(headers.getall("Content-Security-Policy", []))
-            insert = head_insert(self.prefix, nonce) if allowed else b""
-            rewriter = html_rewriter(self.prefix, insert)
+            insert = head_insert(self.prefix, nonce, self.keep) if allowed else b""
+            rewriter = html_rewriter(self.prefix, insert, keep=self.keep)
         else:
-            rewriter = css_rewriter(self.prefix)
+            rewriter = css_rewriter(self.prefix, self.keep)
         etag = headers.get("ETag")
         return BodyRewrite(
             rewriter,

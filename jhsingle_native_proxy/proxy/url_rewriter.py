@@ -29,6 +29,7 @@ unchanged, so what is held between chunks never exceeds about `limit`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from .css_rewriter import CssScanner, Prefix, needs_prefix
 from .html_tags import (
@@ -140,9 +141,16 @@ class HtmlRewriter(StreamRewriter):
     bytes), or a few bytes at the end of a comment, a script or a raw-text element.
     """
 
-    def __init__(self, prefix: str, head_insert: bytes = b"", *, limit: int = DEFAULT_LIMIT):
+    def __init__(
+        self,
+        prefix: str,
+        head_insert: bytes = b"",
+        *,
+        limit: int = DEFAULT_LIMIT,
+        keep: Sequence[str] = (),
+    ):
         super().__init__(prefix)
-        self._prefix = Prefix(prefix)
+        self._prefix = Prefix(prefix, keep)
         self._limit = limit
         self._insert = _HeadInsert(head_insert)
         self._state = _MARKUP
@@ -212,7 +220,7 @@ class HtmlRewriter(StreamRewriter):
         short...). Output pieces are slices of `buf` between insertions, not one per token."""
         fast, whole_tag, limit = FAST_RUN.match, TAG.match, self._limit
         prefix = self._prefix
-        bare, insert = prefix.bare, prefix.html
+        bare, insert = prefix.unchanged, prefix.html
         last = pos  # buf[last:pos] is passed but not yet in `out`
         while True:
             match = fast(buf, pos)
@@ -358,9 +366,9 @@ class HtmlRewriter(StreamRewriter):
 class CssRewriter(StreamRewriter):
     """Streams one `text/css` body: `url(/...)` and `@import "/..."` gain the prefix."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, keep: Sequence[str] = ()):
         super().__init__(prefix)
-        self._scanner = CssScanner(Prefix(prefix), Prefix(prefix).css)
+        self._scanner = CssScanner(Prefix(prefix, keep), Prefix(prefix).css)
 
     @property
     def held(self) -> int:
@@ -374,13 +382,13 @@ class CssRewriter(StreamRewriter):
 
 
 def html_rewriter(
-    prefix: str, head_insert: bytes = b"", *, limit: int = DEFAULT_LIMIT
+    prefix: str, head_insert: bytes = b"", *, limit: int = DEFAULT_LIMIT, keep: Sequence[str] = ()
 ) -> StreamRewriter:
     """A rewriter for a `text/html` body; `head_insert` goes first in `<head>` (or before the
-    first content when the page has no `<head>`)."""
-    return HtmlRewriter(prefix, head_insert, limit=limit)
+    first content when the page has no `<head>`). URLs under a root in `keep` (`/hub/`) stay."""
+    return HtmlRewriter(prefix, head_insert, limit=limit, keep=keep)
 
 
-def css_rewriter(prefix: str) -> StreamRewriter:
+def css_rewriter(prefix: str, keep: Sequence[str] = ()) -> StreamRewriter:
     """A rewriter for a `text/css` body: `url(/...)` and `@import "/..."`."""
-    return CssRewriter(prefix)
+    return CssRewriter(prefix, keep)

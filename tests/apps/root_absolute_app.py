@@ -15,6 +15,7 @@ Routes:
   /api/xhr         JSON
   /go              302 to /page2
   /page2           a page; POST /submit 303s to it too
+  /hub-links       links to the hub's pages (/hub/home, a /hub/ url() in CSS) and to /page2
   /events          server-sent events: two, then the stream stays open
   /ws              websocket echo ("echo:" + message)
   /beacon          POST: counted; GET /api/beacons tells the count
@@ -207,6 +208,17 @@ class Page2(web.RequestHandler):
                     '<p id="two">page two</p><a href="/">back</a></body></html>')  # fmt: skip
 
 
+class HubLinks(web.RequestHandler):
+    """Links to JupyterHub's own pages beside the app's: the hub's stay as they are."""
+
+    def get(self):
+        self.set_header("Content-Type", "text/html")
+        self.finish('<!DOCTYPE html><html><head><title>hub links</title>'
+                    '<style>i{background:url(/hub/logo)}</style></head><body>'
+                    '<a id="hub" href="/hub/home">home</a><a id="app" href="/page2">2</a>'
+                    '</body></html>')  # fmt: skip
+
+
 class Submit(web.RequestHandler):
     def post(self):
         self.redirect("/page2", status=303)
@@ -254,6 +266,7 @@ def main() -> None:
             (r"/api/beacons", Beacon),
             (r"/go", Go),
             (r"/page2", Page2),
+            (r"/hub-links", HubLinks),
             (r"/submit", Submit),
             (r"/events", Events),
             (r"/ws", Echo),
