@@ -17,9 +17,9 @@ from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
 from .http_hygiene import scrub_uri
+from .pages import REWRITE_SCRIPT
 from .proxy.app_request import CLIENT_GONE
 from .proxy.http import PROXIED_METHODS, ProxyHandler
-from .proxy.rewrite_response import SCRIPT_NAME, script_source, script_version
 from .proxy.websocket import WebSocketProxyHandler, WebSocketUpgrade
 from .supervisor import AppState
 from .webhook import webhook_routes
@@ -97,6 +97,9 @@ class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
     """
 
     def get(self) -> None:
+        # Imported here: without --rewrite-urls the rewriters are never loaded (1.5 MiB).
+        from .proxy.rewrite_response import script_source, script_version
+
         self.set_header("Content-Type", "text/javascript; charset=utf-8")
         if self.get_query_argument("v", "") == script_version():
             self.set_header("Cache-Control", "private, max-age=31536000, immutable")
@@ -149,7 +152,7 @@ def make_app(services: Services) -> web.Application:
     routes += webhook_routes(services, escaped)  # no hub login: its own gate
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
-        (escaped + re.escape(RESERVED + SCRIPT_NAME), script),
+        (escaped + re.escape(RESERVED + REWRITE_SCRIPT), script),
         Rule(WebSocketUpgrade(escaped + ".*"), websockets),
         (escaped + ".*", proxied),
     ]

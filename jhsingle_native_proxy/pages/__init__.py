@@ -12,6 +12,9 @@ from importlib.resources import files
 
 from tornado import template
 
+# The script --rewrite-urls puts first in pages (proxy/rewrite_response.py), served by app.py.
+REWRITE_SCRIPT = "rewrite.js"
+
 # Read through importlib.resources, so the pages are found wherever the package is installed;
 # compiled on first use (tornado's loader caches each template).
 _LOADER = template.DictLoader(

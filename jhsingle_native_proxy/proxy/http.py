@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import aiohttp
 from tornado import iostream, web
@@ -25,7 +26,9 @@ from ..auth import AuthMixin, app_may_set_cookie
 from ..base import BaseHandler
 from .app_request import AppRequestMixin
 from .body_decoders import BodyDecodeError
-from .rewrite_response import RewriteRequest, hub_routes, relay_rewritten
+
+if TYPE_CHECKING:
+    from .rewrite_response import RewriteRequest
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -202,6 +205,8 @@ async def relay_response(
         return
     try:
         if body_rewrite is not None:
+            from .rewrite_response import relay_rewritten
+
             await relay_rewritten(handler, response, body_rewrite)
         else:
             if "Content-Length" not in response.headers:
@@ -280,6 +285,9 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
         self._connections.add(self)
         headers = self.app_request_headers()
         if services.supervisor.settings.rewrite_urls:
+            # Imported here: without --rewrite-urls the rewriters are never loaded (1.5 MiB).
+            from .rewrite_response import RewriteRequest, hub_routes
+
             settings = services.settings
             self._rewrite = RewriteRequest(
                 settings.prefix, request.method, request.headers, hub_routes(settings.hub)

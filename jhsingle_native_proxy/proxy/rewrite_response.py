@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 
 from ..hub_environment import HubSettings
+from ..pages import REWRITE_SCRIPT
 from .body_decoders import Decoder, decoder_for
 from .url_rewriter import StreamRewriter, css_rewriter, html_rewriter
 
 log = logging.getLogger("jhsingle_native_proxy")
 
-SCRIPT_NAME = "rewrite.js"
+SCRIPT_NAME = REWRITE_SCRIPT
 # zlib's fastest level: text still shrinks to a fraction, and a busy server's CPU is the app's.
 GZIP_LEVEL = 1
 # Headers about the app's exact bytes, which a rewritten body no longer has.
