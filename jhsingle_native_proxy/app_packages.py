@@ -97,8 +97,7 @@ class PackageInstall:
             self._builder.stop()
 
     def wanted(self) -> bool:
-        install = self.settings.packages.install
-        return install is True or (install is None and bool(self.settings.repo))
+        return self.settings.packages.wanted(self.settings.repo)
 
     async def run(self, environ: dict[str, str]) -> tuple[Settings, dict[str, str]]:
         s = self.settings

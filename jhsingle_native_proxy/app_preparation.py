@@ -51,7 +51,10 @@ class AppPreparation:
                 self.progress.add(str(e))
                 raise
             self.progress.add(f"App: {describe(settings)}")
-        # 2. Its packages, installed when the app's Python lacks them (app_packages.py).
+        # 2. Its packages, installed when the app's Python lacks them (app_packages.py): only
+        # with a repository or --install-requirements (a plain start loads none of it).
+        if not settings.packages.wanted(settings.repo):
+            return settings, environ
         from .app_packages import PackageInstall
 
         packages = PackageInstall(settings, self.progress, self.set_phase)

@@ -30,6 +30,11 @@ class PackageSettings:
     # Where the environments are kept ("" until build_settings fills in the default).
     env_cache: str = ""
 
+    def wanted(self, repo: str) -> bool:
+        """Whether the repository's packages are looked at: with `--repo` unless
+        `--no-install`, else only with `--install-requirements`."""
+        return self.install is True or (self.install is None and bool(repo))
+
 
 def package_options(f: F) -> F:
     """The click options of installing the repository's packages."""
