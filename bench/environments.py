@@ -22,8 +22,6 @@ import argparse
 import http.client
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,17 +29,14 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run  # noqa: E402  (bench/run.py: its process helpers)
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "imports_app.py"
 PREFIX = "/user/bench/"
 TIMEOUT = 300.0
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -77,7 +72,7 @@ def first_200(port: int) -> bool:
 
 def one_start(url: str, work: Path, cache: Path, modules: list[str], env: dict) -> float:
     """Seconds from the proxy's start to the app's first 200 through it."""
-    port = free_port()
+    port = run.free_port()
     folder = work / f"checkout-{port}"
     argv = [
         sys.executable, "-m", "jhsingle_native_proxy", "--authtype", "none",
@@ -95,12 +90,7 @@ def one_start(url: str, work: Path, cache: Path, modules: list[str], env: dict) 
                 time.sleep(0.02)
             return time.monotonic() - started
         finally:
-            proxy.send_signal(signal.SIGTERM)
-            try:
-                proxy.wait(15)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
-                proxy.wait()
+            run.end_popen(proxy, grace=15)
             shutil.rmtree(folder, ignore_errors=True)
 
 
