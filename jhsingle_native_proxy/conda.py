@@ -113,7 +113,7 @@ def _run(argv: Sequence[str], env: Mapping[str, str], what: str) -> tuple[int, b
 # -- finding the environment ----------------------------------------------------------------------
 
 
-def _conda_executables(environ: Mapping[str, str]) -> list[str]:
+def conda_executables(environ: Mapping[str, str]) -> list[str]:
     """The conda-like executables to ask, in order, each once."""
     search = _search_path(environ)
     found: list[str] = []
@@ -134,11 +134,6 @@ def _conda_executables(environ: Mapping[str, str]) -> list[str]:
     for exe in found:
         unique.setdefault(os.path.realpath(exe), exe)
     return list(unique.values())
-
-
-def conda_executables(environ: Mapping[str, str]) -> list[str]:
-    """The conda-like executables found ($CONDA_EXE, $MAMBA_EXE, conda, mamba, micromamba)."""
-    return _conda_executables(environ)
 
 
 def _known_roots(environ: Mapping[str, str], exe: str = "") -> list[str]:
@@ -235,7 +230,7 @@ def find_env(name_or_path: str, environ: Mapping[str, str]) -> str:
             )
         return prefix
 
-    exes = _conda_executables(environ)
+    exes = conda_executables(environ)
     asked: list[str] = []
     names: set[str] = set()
     roots = _known_roots(environ)
