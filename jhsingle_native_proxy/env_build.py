@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .declared_requirements import Declared, include_target
 from .process import signal_group
-from .repo_url import redact, url_secrets
+from .repo_url import redact_all, url_secrets
 from .requirements_met import PythonInfo, installed_versions
 
 # Seconds one environment's build may take in all (downloads included); then it is stopped and
@@ -58,10 +58,7 @@ def scrubber(lines: Iterable[str]) -> Callable[[str], str]:
     secrets = sorted({s for line in lines for s in url_secrets(line)}, key=len, reverse=True)
 
     def scrub(text: str) -> str:
-        text = redact(text)
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_all(text, secrets)
 
     return scrub
 

@@ -26,7 +26,7 @@ import git
 from git.cmd import handle_process_output
 
 from .git_credentials import Credentials, git_config_args, git_environment
-from .repo_url import redact, url_secrets, without_credentials
+from .repo_url import redact, redact_all, url_secrets, without_credentials
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -160,10 +160,7 @@ class Session:
         self._last_line = ""
 
     def scrub(self, text: str) -> str:
-        text = redact(text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact_all(text, self.secrets)
 
     def report(self, line: str, debug: bool = False) -> None:
         """Send a line to the logs and to the progress callback (from any thread, one at a time)."""

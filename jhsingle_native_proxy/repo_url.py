@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from urllib.parse import unquote
 
 # scheme:// then the user info, up to the last @ before the host (a password may hold an @).
@@ -22,6 +23,15 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s'\"<>]*)@")
 def redact(text: str) -> str:
     """Remove credentials from any URL in text: https://user:token@host -> https://***@host."""
     return _USERINFO.sub(r"\1***@", text)
+
+
+def redact_all(text: str, secrets: Iterable[str]) -> str:
+    """`redact`, and each of `secrets` masked wherever it shows up on its own (git or an
+    installer may print a token bare). Give the longest first: a shorter one may be in it."""
+    text = redact(text)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def without_credentials(url: str) -> str:
