@@ -65,7 +65,7 @@ def cgroup_directory(path: str, root: str, mount_point: str) -> str | None:
     """Where the cgroup `path` (as /proc/self/cgroup says it) is under `mount_point`, whose
     hierarchy starts at `root` (a container's cgroup namespace shows its own cgroup as `/`)."""
     root = root.rstrip("/")
-    if path != root and not path.startswith(root + "/"):
+    if ".." in path.split("/") or path != root and not path.startswith(root + "/"):
         return None  # outside the mounted part (`/..` in a namespace): not ours to read
     inside = path[len(root) :].strip("/")
     return os.path.join(mount_point, inside) if inside else mount_point
