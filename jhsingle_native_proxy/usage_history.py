@@ -102,6 +102,7 @@ class UsageHistory:
         """The ring as JSON: [time, memory bytes, CPU %, requests per minute] per sample."""
         return {
             "interval": SAMPLE_INTERVAL,
+            "requests": self.requests,
             "samples": [
                 [round(s.time, 1), s.rss_bytes, s.cpu_percent, s.requests_per_minute]
                 for s in self.samples

@@ -130,6 +130,12 @@ def test_the_console_shows_the_apps_memory_and_a_chart_in_a_browser(start_proxy)
         assert page.text_content("#runs tbody tr td:nth-child(4)") == "running"
         screenshot(page, "console-insight")
     assert console(proxy)["usage"]["memory_bytes"] >= 100 * 2**20
+    # Requests per minute count what reached the app (through the proxy), not the console's.
+    before = proxy.get("_jhsnp/usage.json").json()["requests"]
+    for _ in range(3):
+        assert proxy.get("?counted").status == 200
+        console(proxy)
+    assert proxy.get("_jhsnp/usage.json").json()["requests"] == before + 3
 
 
 def test_the_console_lists_the_last_five_runs_each_to_download(start_proxy):
