@@ -112,6 +112,8 @@ class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
 def log_request(handler: web.RequestHandler) -> None:
     """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
     status = handler.get_status()
+    if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)):
+        handler.settings["services"].usage.requests += 1  # the console's requests per minute
     if status == CLIENT_GONE:
         level = logging.DEBUG
     else:
@@ -124,6 +126,11 @@ def log_request(handler: web.RequestHandler) -> None:
         scrub_uri(handler.request.uri or ""),
         1000.0 * handler.request.request_time(),
     )
+
+
+def console_path(path: str | re.Pattern) -> str:
+    """A console route's path as a pattern: literal, unless the console gives a pattern."""
+    return path.pattern if isinstance(path, re.Pattern) else re.escape(path)
 
 
 def make_app(services: Services) -> web.Application:
@@ -148,7 +155,7 @@ def make_app(services: Services) -> web.Application:
         )
         console = {path: with_hub_login(handler) for path, handler in console.items()}
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
-    routes += [(escaped + re.escape(RESERVED + path), h) for path, h in console.items()]
+    routes += [(escaped + re.escape(RESERVED) + console_path(p), h) for p, h in console.items()]
     routes += webhook_routes(services, escaped)  # no hub login: its own gate
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),

@@ -35,10 +35,12 @@ class Failure:
     output: list[str] = field(default_factory=list)
     # When the automatic restart is due (monotonic clock); None until one is scheduled.
     retry_at: float | None = None
+    # The exit status of an instance that ran (negative: the signal that ended it), else None.
+    code: int | None = None
 
     @classmethod
     def exit(cls, code: int) -> Failure:
-        return cls(FailureKind.EXITED, describe_exit(code))
+        return cls(FailureKind.EXITED, describe_exit(code), code=code)
 
     @classmethod
     def not_ready(cls, settings: Settings) -> Failure:

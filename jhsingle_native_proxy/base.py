@@ -20,6 +20,7 @@ from .framing import policy as framing_policy
 from .http_hygiene import scrub_uri
 from .settings import Settings
 from .supervisor import AppSupervisor
+from .usage_history import UsageHistory
 
 if TYPE_CHECKING:
     from jupyterhub.services.auth import HubOAuth
@@ -77,6 +78,8 @@ class Services:
     # Publish mode (--follow): the revisions; `supervisor` is then the live revision's, which
     # a switch replaces. None otherwise.
     deployment: Deployment | None = None
+    # The app's memory, CPU and proxied requests over the last hour (the console's chart).
+    usage: UsageHistory = field(default_factory=UsageHistory)
 
 
 class BaseHandler(web.RequestHandler):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 from urllib.parse import parse_qs
 
@@ -43,6 +44,7 @@ log = logging.getLogger("jhsingle_native_proxy")
 
 # The console's paths, under `{prefix}_jhsnp/`.
 PAGE, STATUS, RESTART, PULL = "", "console.json", "restart", "pull"
+USAGE, RUNS = "usage.json", "runs/"  # the chart's samples; `runs/N.txt`, run N's output
 # The field of the buttons' forms that holds the form token, and how much of a POST is kept.
 TOKEN_FIELD = "_xsrf"
 FORM_LIMIT = 1024
@@ -137,6 +139,7 @@ class ConsoleHandler(ConsoleBase):
             branch=s.repobranch,
             form_token=self.form_token(),
             deployment=deployment.view(with_output=True) if deployment else None,
+            insight=insight_view(self.services),
         )
         self.send_page(200, page)
 
@@ -146,7 +149,40 @@ class ConsoleStatusHandler(ConsoleBase):
 
     async def get(self) -> None:
         supervisor = self.services.supervisor
-        self.finish(console_view(supervisor.status(), app=describe(supervisor.settings)))
+        view = console_view(supervisor.status(), app=describe(supervisor.settings))
+        self.finish({**view, **insight_view(self.services)})
+
+
+def insight_view(services) -> dict[str, object]:
+    """The app's memory and CPU now, how its last run ended, its last runs (usage_history.py,
+    run_history.py): part of console.json and of usage.json."""
+    supervisor = services.supervisor
+    return {
+        "usage": services.usage.live(supervisor.status().pid),
+        "last_end": supervisor.runs.last_end(),
+        "runs": supervisor.runs.view(),
+    }
+
+
+class UsageHandler(ConsoleBase):
+    """`{prefix}_jhsnp/usage.json`: the last hour's samples for the chart, and `insight_view`."""
+
+    async def get(self) -> None:
+        self.finish({**insight_view(self.services), **self.services.usage.view()})
+
+
+class RunOutputHandler(ConsoleBase):
+    """`{prefix}_jhsnp/runs/N.txt`: run N's output, as a file to download (it may hold
+    secrets: the console's viewers only, as its live output)."""
+
+    async def get(self, number: str) -> None:
+        run = self.services.supervisor.runs.find(int(number[:9]))
+        if run is None:
+            raise web.HTTPError(404)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Disposition", f'attachment; filename="app-run-{run.number}.txt"')
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(run.text().encode("utf-8", "replace"))
 
 
 class RestartHandler(ConsoleBase):
@@ -200,4 +236,5 @@ class PullHandler(RestartHandler):
 
 
 ROUTES = ((PAGE, ConsoleHandler), (STATUS, ConsoleStatusHandler), (RESTART, RestartHandler),
-          (PULL, PullHandler))  # fmt: skip
+          (PULL, PullHandler), (USAGE, UsageHandler),
+          (re.compile(re.escape(RUNS) + r"([0-9]+)\.txt"), RunOutputHandler))  # fmt: skip

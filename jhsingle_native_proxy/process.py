@@ -17,8 +17,8 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger("jhsingle_native_proxy")
 app_log = logging.getLogger("jhsingle_native_proxy.app")
@@ -26,6 +26,12 @@ app_log = logging.getLogger("jhsingle_native_proxy.app")
 MAX_LINE_BYTES = 8192
 # How often a stopping group is checked for members still alive.
 GROUP_POLL = 0.05
+
+
+class LineSink(Protocol):
+    """Where an OutputPump puts each line: a deque, or a run's record (run_history.Run)."""
+
+    def append(self, line: str, /) -> None: ...
 
 
 def free_port() -> int:
@@ -123,7 +129,7 @@ class AppProcess:
 
 
 async def spawn_with_output(
-    argv: list[str], env: dict[str, str], cwd: str | None, tail: deque[str], logs: bool
+    argv: list[str], env: dict[str, str], cwd: str | None, tail: LineSink, logs: bool
 ) -> tuple[AppProcess, list[asyncio.Task]]:
     """Start the app with its stdout and stderr each read by an OutputPump task.
 
@@ -157,7 +163,7 @@ class OutputPump:
     line is cut at MAX_LINE_BYTES.
     """
 
-    def __init__(self, name: str, tail: deque[str], enabled: bool):
+    def __init__(self, name: str, tail: LineSink, enabled: bool):
         self.name = name
         self.tail = tail
         self.enabled = enabled

@@ -194,7 +194,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = reporter = session = trimmer = None
+    server = reporter = session = trimmer = services = None
     try:
         supervisor.start()
         if supervisor.started:
@@ -207,6 +207,8 @@ async def serve(settings: Settings) -> None:
         )
         if deployment is not None:
             deployment.attach(server.request_callback.settings["services"])
+        services = server.request_callback.settings["services"]
+        services.usage.start(lambda: services.supervisor.status().pid)
         server.add_sockets(sockets)
         scheme = "https" if server_ssl else "http"
         log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
@@ -222,6 +224,8 @@ async def serve(settings: Settings) -> None:
         log.info("Shutting down")
     finally:
         await stop_heap_trimmer(trimmer)
+        if services is not None:
+            await services.usage.stop()
         if server is not None:
             server.stop()
         if reporter is not None:

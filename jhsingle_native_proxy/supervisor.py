@@ -38,11 +38,13 @@ from .prepare import (
 )
 from .process import (
     AppProcess,
+    LineSink,
     describe_start_error,
     free_port,
     spawn_with_output,
 )
 from .readiness import AppAddress, wait_until_ready
+from .run_history import RunHistory
 from .serverproxy import ConfigError
 from .settings import Settings
 
@@ -74,7 +76,7 @@ def describe_error(e: BaseException) -> str:
 
 
 async def spawn(
-    s: Settings, argv: list[str], env: dict[str, str], where: str, output: deque[str]
+    s: Settings, argv: list[str], env: dict[str, str], where: str, output: LineSink
 ) -> tuple[AppProcess | Failure, list[asyncio.Task]]:
     """Start the child with its output pumped; a Failure if it cannot be executed."""
     log.info("Starting the app on %s: %s", where, " ".join(argv))
@@ -125,6 +127,7 @@ class AppSupervisor:
         self.state = AppState.WAITING
         self.failure: Failure | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
+        self.runs = RunHistory()  # the last runs' times, ends and output (run_history.py)
         # What happens now, for the progress page: a phase and its latest lines.
         waits = settings.starts_at_first_request
         self.phase = "Waiting for its owner's first visit" if waits else ""
@@ -351,6 +354,13 @@ class AppSupervisor:
             self._preparation = None
         return None
 
+    @property
+    def _stopped_for(self) -> str | None:
+        """Why we ended the instance that just ended, in run_history's words (None: itself)."""
+        if self._restart_asked:
+            return "restart asked"
+        return "server stopping" if self._stopping else None
+
     def _set_phase(self, phase: str) -> None:
         self.phase = phase
 
@@ -380,11 +390,13 @@ class AppSupervisor:
         self.request_headers = launch.request_headers
         self.output.clear()
         where = f"socket {self.unix_socket}" if self.unix_socket else f"port {port}"
+        run = self.runs.begin(self.output)
         try:
-            process, pumps = await spawn(s, launch.argv, launch.env, where, self.output)
+            process, pumps = await spawn(s, launch.argv, launch.env, where, run)
         finally:
             self.launched.set()
         if isinstance(process, Failure):
+            self.runs.end(run, process)
             return process, 0.0
         self._process, self.port = process, port
         self._spawned += 1
@@ -394,6 +406,7 @@ class AppSupervisor:
             # The last lines it wrote belong on the failure page: let the pumps finish.
             await asyncio.wait(pumps, timeout=2)
             failure.output = list(self.output)
+            self.runs.end(run, failure, self._stopped_for)
             return failure, up_for
         finally:
             for pump in pumps:

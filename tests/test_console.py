@@ -209,6 +209,22 @@ def test_the_console_is_the_owners_and_admins_only(hub):
     assert (after["pid"], after["restarts"]) == (before["pid"], before["restarts"])
 
 
+def test_a_runs_output_is_downloaded_by_the_owner_only(hub):
+    """The output may hold secrets: a run's download has the console's access rules."""
+    url = f"{hub.url}/user/alice/_jhsnp/"
+    [run] = [r for r in hub.get_as(hub.login("alice"), url + "console.json").json()["runs"]][:1]
+    download = f"{url}runs/{run['number']}.txt"
+    owner = hub.get_as(hub.login("alice"), download)
+    assert owner.status_code == 200 and "echo app listening on" in owner.text
+    assert owner.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert owner.headers["Content-Disposition"].startswith("attachment;")
+    assert hub.get_as(hub.login("admin"), download).status_code == 200
+    carol = hub.get_as(hub.login("carol"), download)
+    assert carol.status_code == 403 and "echo app" not in carol.text
+    anonymous = requests.get(download, allow_redirects=False, timeout=30)
+    assert anonymous.status_code in (401, 302) and "echo app" not in anonymous.text
+
+
 def test_a_page_of_the_owners_named_server_cannot_restart_the_default_servers_app(hub):
     """`/user/alice/other/x` shares the origin, and its Referer starts with `/user/alice/`: it
     passed every forgery check of the default server's console (issue 18)."""

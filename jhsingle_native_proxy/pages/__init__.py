@@ -95,11 +95,17 @@ def console_page(
     branch: str = "",
     form_token: str = "",
     deployment: dict | None = None,
+    insight: dict | None = None,
 ) -> str:
     """The owner's console. `view` is what `console.console_view` reports (its JSON, too);
     `repo` must already be redacted. Without `pull_url` there is no "Pull and restart".
     `form_token` goes with the buttons' POSTs (console.form_token). `deployment`: publish
-    mode's revisions (`Deployment.view`), or None."""
+    mode's revisions (`Deployment.view`), or None. `insight`: console.insight_view's usage,
+    last end and runs (nothing yet when None)."""
+    from ..run_history import RUN_BYTES_KEPT, RUN_LINES_KEPT
+    from ..usage_history import SAMPLE_INTERVAL
+
+    console_url = restart_url.rsplit("/", 1)[0] + "/"
     return _render(
         "console.html",
         state=view["state"],
@@ -117,5 +123,11 @@ def console_page(
         branch=branch,
         form_token=form_token,
         deployment=deployment,
-        console_url=restart_url.rsplit("/", 1)[0] + "/",
+        console_url=console_url,
+        insight=insight or {"usage": {"memory": "—", "cpu": "—"}, "last_end": "", "runs": []},
+        usage_url=console_url + "usage.json",
+        usage_interval=SAMPLE_INTERVAL,
+        runs_url=console_url + "runs/",
+        run_lines=RUN_LINES_KEPT,
+        run_kib=RUN_BYTES_KEPT // 1024,
     )
