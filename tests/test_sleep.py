@@ -177,3 +177,23 @@ def test_the_options_take_durations_only(value):
     for option in ("--idle-stop", "--idle-shutdown"):
         with pytest.raises(click.ClickException):
             parse_args(["--authtype", "none", option, value, "--", "x", "{port}"], {})
+
+
+def test_in_publish_mode_the_live_revision_sleeps_and_a_push_while_asleep_goes_live(
+    start_proxy, tmp_path
+):
+    from test_follow import Upstream, revisions, start_published
+
+    upstream = Upstream(tmp_path / "upstream")
+    proxy = start_published(start_proxy, upstream, tmp_path, "--idle-stop", IDLE)
+    wait_asleep(proxy)
+    first = proxy.app_pids()[0]
+    assert not group_alive(first)
+    assert proxy.get("").body.decode().strip() == "v1"  # woken
+    wait_asleep(proxy)
+    # A push while the live revision sleeps goes live (its app started), and sleeps in turn.
+    commit = upstream.push("v2")
+    wait_for(lambda: revisions(proxy)["live"]["commit"] == commit, 30, what="v2 to go live")
+    wait_asleep(proxy)
+    assert proxy.get("").body.decode().strip() == "v2"
+    assert "Traceback" not in proxy.log()
