@@ -690,10 +690,10 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     names = set()
     # Publish mode's options are the fields of one Settings.publish (publish_options.py).
     from jhsingle_native_proxy.publish_options import OPTION_KEYS, PublishSettings
+    from jhsingle_native_proxy.sleep_options import SleepSettings
 
     publish = PublishSettings()
     publish_fields = dict(zip(OPTION_KEYS, ("follow", "interval", "drain_timeout"), strict=True))
-    from jhsingle_native_proxy.sleep_options import SleepSettings
     for param in _command.params:
         if not param.expose_value or param.name in cli_only:
             continue
