@@ -113,7 +113,8 @@ def test_a_browser_sees_waking_up_then_the_app(start_proxy):
         )
         wait_asleep(proxy)
         page.goto(proxy.url("deep/link?x=1"))
-        assert "Waking up" in page.inner_text("body")
+        assert page.inner_text("h1") == "Waking up your app"
+        assert "Waking up the app" in page.inner_text("#phase")
         screenshot(page, "waking-up-page")
         page.wait_for_function(
             "document.body && document.body.innerText.includes('/deep/link?x=1')", timeout=30000
