@@ -17,6 +17,14 @@ class AppState(enum.Enum):
     READY = "ready"
     FAILED = "failed"
     STOPPED = "stopped"
+    # Ended for being idle (--idle-stop, idle_watch.py); the next request wakes it.
+    SLEEPING = "sleeping"
+
+
+class EndReason(enum.Enum):
+    """Why an instance that did not fail was ended, in words (a run history's "ended" column)."""
+
+    IDLE = "stopped: idle"  # --idle-stop: nobody used it for that long
 
 
 class FailureKind(enum.Enum):
@@ -92,3 +100,5 @@ class AppStatus:
     # How many times the app was started again after its first start (by itself or when asked).
     restarts: int = 0
     pid: int | None = None
+    # Since when it sleeps (wall clock), while it does.
+    sleeping_since: float | None = None

@@ -31,6 +31,7 @@ from .publish_options import publish_options, publish_problem, publish_settings
 from .serverproxy import ConfigError, describe_servers, load_config_file
 from .settings import SettingsError, build_settings
 from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
+from .sleep_options import sleep_options
 from .webhook_secret import webhook_option
 
 PROG = "jhsingle-native-proxy"
@@ -365,6 +366,7 @@ def _options(f):
 )
 @_options
 @publish_options
+@sleep_options
 @package_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)

@@ -43,7 +43,7 @@ from .supervisor import AppState, AppStatus
 log = logging.getLogger("jhsingle_native_proxy")
 
 # The console's paths, under `{prefix}_jhsnp/`.
-PAGE, STATUS, RESTART, PULL = "", "console.json", "restart", "pull"
+PAGE, STATUS, RESTART, PULL, WAKE = "", "console.json", "restart", "pull", "wake"
 USAGE, RUNS = "usage.json", "runs/"  # the chart's samples; `runs/N.txt`, run N's output
 # The field of the buttons' forms that holds the form token, and how much of a POST is kept.
 TOKEN_FIELD = "_xsrf"
@@ -85,6 +85,9 @@ def console_view(status: AppStatus, now: float | None = None, app: str = "") -> 
     }
     if status.state is AppState.FAILED and status.failure is not None:
         view["reason"] = status.failure.sentence + "."
+    elif status.state is AppState.SLEEPING and status.sleeping_since is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.sleeping_since))
+        view["reason"] = f"Sleeping since {since} (--idle-stop); the next visit wakes it."
     elif status.state is not AppState.READY and status.phase:
         view["reason"] = status.phase + "…"
     return view
@@ -189,6 +192,7 @@ class RestartHandler(ConsoleBase):
     """`{prefix}_jhsnp/restart` (POST): end the app and start it again at once."""
 
     pull = False
+    wake = False
     _form = b""
 
     def data_received(self, chunk: bytes) -> None:
@@ -218,10 +222,14 @@ class RestartHandler(ConsoleBase):
         if self.refused_as_forged():
             return
         who = (self.viewer or {}).get("name") or self.request.remote_ip
-        log.info("%s asked by %s", "Pull and restart" if self.pull else "Restart", who)
+        what = "Wake" if self.wake else "Pull and restart" if self.pull else "Restart"
+        log.info("%s asked by %s", what, who)
         supervisor = self.services.supervisor
-        # A command using {origin_host} takes it again, from the owner or admin who asked.
-        await supervisor.restart(pull=self.pull, origin_host=self.request.host)
+        if self.wake:  # as a visit does (the owner's or an admin's: their Host may be used)
+            supervisor.request_arrived(self.request.host)
+        else:
+            # A command using {origin_host} takes it again, from the owner or admin who asked.
+            await supervisor.restart(pull=self.pull, origin_host=self.request.host)
         if "application/json" in self.request.headers.get("Accept", ""):
             self.finish({"state": supervisor.status().state.value})
         else:
@@ -235,6 +243,12 @@ class PullHandler(RestartHandler):
     pull = True
 
 
+class WakeHandler(RestartHandler):
+    """`{prefix}_jhsnp/wake` (POST): start a sleeping app (--idle-stop) without visiting it."""
+
+    wake = True
+
+
 ROUTES = ((PAGE, ConsoleHandler), (STATUS, ConsoleStatusHandler), (RESTART, RestartHandler),
-          (PULL, PullHandler), (USAGE, UsageHandler),
+          (PULL, PullHandler), (WAKE, WakeHandler), (USAGE, UsageHandler),
           (re.compile(re.escape(RUNS) + r"([0-9]+)\.txt"), RunOutputHandler))  # fmt: skip

@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from .heap import start_heap_trimmer, stop_heap_trimmer
+from .idle_watch import IdleWatch
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -194,7 +195,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = reporter = session = trimmer = services = None
+    server = reporter = session = trimmer = services = watch = None
     try:
         supervisor.start()
         if supervisor.started:
@@ -205,10 +206,13 @@ async def serve(settings: Settings) -> None:
         server, reporter, session = _proxy_server(
             settings, supervisor, socket_path, server_ssl, client_ssl, deployment
         )
-        if deployment is not None:
-            deployment.attach(server.request_callback.settings["services"])
         services = server.request_callback.settings["services"]
+        if deployment is not None:
+            deployment.attach(services)
         services.usage.start(lambda: services.supervisor.status().pid)
+        # --idle-stop, --idle-shutdown: `stop` is also how an idle server ends.
+        watch = IdleWatch(settings.sleep, services, stop)
+        watch.start()
         server.add_sockets(sockets)
         scheme = "https" if server_ssl else "http"
         log.info("Listening on %s://%s:%d%s", scheme, settings.ip, settings.port, settings.prefix)
@@ -224,6 +228,8 @@ async def serve(settings: Settings) -> None:
         log.info("Shutting down")
     finally:
         await stop_heap_trimmer(trimmer)
+        if watch is not None:
+            await watch.stop()
         if services is not None:
             await services.usage.stop()
         if server is not None:

@@ -25,6 +25,7 @@ from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
+from .sleep_options import SleepSettings
 from .webhook_secret import read_webhook_secret
 
 DEFAULT_IP = "127.0.0.1"
@@ -132,6 +133,8 @@ class Settings:
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # --follow and its options (publish_options.py).
     publish: PublishSettings = field(default_factory=PublishSettings)
+    # --idle-stop, --idle-shutdown (sleep_options.py; idle_watch.py acts on them).
+    sleep: SleepSettings = field(default_factory=SleepSettings)
     # --install-requirements/--no-install, --env-cache (package_options.py).
     packages: PackageSettings = field(default_factory=PackageSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;

@@ -10,6 +10,8 @@ Guarantees:
 - An app that exits, with status 0 or not, is restarted: at once if it had been serving, after
   an exponential backoff if it dies while starting (so a crash loop cannot spin), and with
   `--destport 0` on a fresh port. It must become ready again.
+- An app put to sleep (`sleep()`, asked by idle_watch.py) has its group ended like at a stop and
+  waits, SLEEPING, for the next request, which starts it again ("waking up").
 
 The parts: `prepare.py` (the checkout), `launch.py` (argv, environment, headers of one start),
 `process.py` (the child, its output, its process group), `readiness.py` (is it answering yet).
@@ -26,7 +28,7 @@ import time
 from collections import deque
 
 from .app_preparation import AppPreparation
-from .app_state import AppState, AppStatus, Failure, FailureKind
+from .app_state import AppState, AppStatus, EndReason, Failure, FailureKind
 from .command import TemplateError
 from .launch import CommandResolver, build_launch
 from .prepare import (
@@ -56,6 +58,8 @@ BACKOFF_MAX = 30.0
 # An instance that had been ready this long is restarted at once when it ends, and resets the
 # backoff; one that ends sooner (a crash loop at start) waits BACKOFF_FIRST, doubling.
 STABLE_AFTER = 2.0
+# The phase of a start that wakes a sleeping app (the loading page's heading follows it).
+WAKING_UP = "Waking up the app"
 
 
 def restart_delay(up_for: float, restarts: int) -> tuple[int, float]:
@@ -148,6 +152,12 @@ class AppSupervisor:
         self._ready_since: float | None = None
         # A restart was asked for: the instance that ends next is not a failure.
         self._restart_asked = False
+        # Sleep was asked for (sleep()): the instance that ends next is not a failure either.
+        self._sleep_asked = False
+        self._sleeping_since: float | None = None
+        self._waking = False  # the next start wakes it: the loading page says so
+        # Why the last instance that did not fail ended (EndReason.IDLE), None otherwise.
+        self.last_end: EndReason | None = None
         # The proxy's connections to this app under way (requests, websockets): publish mode's
         # switch lets them end before it ends an old revision's app (deployment.py).
         self.connections: set[object] = set()
@@ -178,6 +188,7 @@ class AppSupervisor:
             ready_since=self._ready_since,
             restarts=max(0, self._spawned - 1),
             pid=pid,
+            sleeping_since=self._sleeping_since if self.state is AppState.SLEEPING else None,
         )
 
     def recent_lines(self, count: int = 30) -> list[str]:
@@ -206,6 +217,10 @@ class AppSupervisor:
         elif self.state is AppState.FAILED and self.failure and not self.failure.exited:
             # Starting again from now on: this request already sees the progress page.
             # `failure` stays, so that page can say what went wrong last time.
+            self._set_state(AppState.STARTING)
+            self._kick.set()
+        elif self.state is AppState.SLEEPING:
+            self.phase, self._waking = WAKING_UP, True
             self._set_state(AppState.STARTING)
             self._kick.set()
 
@@ -246,6 +261,18 @@ class AppSupervisor:
             self._preparation.stop()
         if self._process is not None:
             await self._process.end_group(self.settings.shutdown_grace)
+
+    async def sleep(self) -> bool:
+        """End the ready app's whole group for being idle: SLEEPING until the next request
+        (request_arrived) wakes it. idle_watch.py decides when; False if it is not ready."""
+        if self.state is not AppState.READY or self._process is None or self._stopping:
+            return False
+        log.info("The app has been idle: stopping it until the next request")
+        self._sleep_asked = True
+        self._sleeping_since = time.time()
+        self._set_state(AppState.SLEEPING)
+        await self._process.end_group(self.settings.shutdown_grace)
+        return True
 
     async def stop(self) -> None:
         """End the app and everything it started; no restart after this."""
@@ -290,6 +317,13 @@ class AppSupervisor:
             self.launched.set()
             if self._stopping:
                 break
+            if self._sleep_asked:
+                self._sleep_asked, self.last_end = False, EndReason.IDLE
+                # Unless a request (or a restart) came while its group was ending:
+                if self.state is AppState.SLEEPING and not self._restart_asked:
+                    await self._pause(None)
+                continue
+            self.last_end = None
             if self._restart_asked:
                 self._restart_asked = False
                 log.info("Restarting the app, as its owner asked")
@@ -359,6 +393,8 @@ class AppSupervisor:
         """Why we ended the instance that just ended, in run_history's words (None: itself)."""
         if self._restart_asked:
             return "restart asked"
+        if self._sleep_asked:
+            return "idle"
         return "server stopping" if self._stopping else None
 
     def _set_phase(self, phase: str) -> None:
@@ -371,7 +407,8 @@ class AppSupervisor:
             if failure is not None:
                 return failure, 0.0
         s = self.settings  # as the preparation left them (the repository's, its packages)
-        self.phase = "Starting the app"
+        self.phase = WAKING_UP if self._waking else "Starting the app"
+        self._waking = False
         self.progress.add(self.phase)
         port = fresh_address(s, self.unix_socket)
         try:
@@ -431,7 +468,7 @@ class AppSupervisor:
             failure = Failure.exit(process.exited.result())
         else:
             failure = Failure.not_ready(s)
-        if not self._stopping:
+        if not (self._stopping or self._sleep_asked):
             log.error("%s", failure.sentence)
         self._ready_since = None
         # Leftover members of the group (an `sh -c` app's children) must not hold the port.

@@ -690,6 +690,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     names = set()
     # Publish mode's options are the fields of one Settings.publish (publish_options.py).
     from jhsingle_native_proxy.publish_options import OPTION_KEYS, PublishSettings
+    from jhsingle_native_proxy.sleep_options import SleepSettings
 
     publish = PublishSettings()
     publish_fields = dict(zip(OPTION_KEYS, ("follow", "interval", "drain_timeout"), strict=True))
@@ -701,6 +702,9 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
             continue
         if param.name in ("install_requirements", "env_cache"):  # Settings.packages
             continue
+        if param.name in ("idle_stop", "idle_shutdown"):  # Settings.sleep (sleep_options.py)
+            assert getattr(SleepSettings(), param.name) == param.default, param.name
+            continue
         names.add(param.name)
         assert param.name in OPTION_NAMES, f"--{param.name} is no field of Settings"
         if isinstance(param.default, (str, int, float)):  # not None nor click's UNSET
@@ -711,6 +715,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     # (app_choice.py) and the repository's description of it (repository_app.py).
     assert OPTION_NAMES - names == {
         "publish",
+        "sleep",
         *("given_app", "app_name", "app_source"),
         "packages",
         "command_factory",

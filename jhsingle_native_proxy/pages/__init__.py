@@ -52,15 +52,21 @@ def _render(name: str, **values: object) -> str:
 
 
 def loading_page(
-    status_url: str, phase: str = "", lines: list[str] | None = None, previous: str = ""
+    status_url: str,
+    phase: str = "",
+    lines: list[str] | None = None,
+    previous: str = "",
+    waking: bool = False,
 ) -> str:
-    """The progress page. `previous` says why the last attempt failed, if one did."""
+    """The progress page. `previous` says why the last attempt failed, if one did; `waking`:
+    the app slept (--idle-stop) and this start wakes it."""
     return _render(
         "loading.html",
         status_url=status_url,
         phase=phase,
         shown="\n".join(lines or []),
         previous=previous,
+        heading="Waking up your app" if waking else "Starting your app",
     )
 
 

@@ -15,7 +15,7 @@ from .. import pages
 from ..auth import is_hub_cookie, user_info
 from ..base import RESERVED
 from ..serverproxy import map_path
-from ..supervisor import AppState
+from ..supervisor import WAKING_UP, AppState
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -63,9 +63,15 @@ class AppRequestMixin:
         """
         services = self.services
         supervisor = services.supervisor
-        if supervisor.state in (AppState.READY, AppState.FAILED, AppState.WAITING):
+        if supervisor.state in (
+            AppState.READY,
+            AppState.FAILED,
+            AppState.WAITING,
+            AppState.SLEEPING,
+        ):
             # WAITING: the app starts at the first real visit ({origin_host}), so there is
             # nothing to wait for; the request goes on and is authorised like any other.
+            # SLEEPING: a probe is not a visit, so it does not wake the app (--idle-stop).
             return False
         remaining = services.settings.hub_probe_timeout - (time.monotonic() - services.started_at)
         if remaining > 0:
@@ -91,6 +97,10 @@ class AppRequestMixin:
         services = self.services
         supervisor = services.supervisor
         settings = services.settings
+        if supervisor.state is AppState.SLEEPING and not self.counts_as_activity():
+            # A health check (--activity-exclude) is not a visit: it leaves the app asleep.
+            self.send_error_page(503, "the app is asleep until the next visit", retry_after=5)
+            return False
         # Only the owner or an admin may give `{origin_host}`: a shared viewer's Host is theirs.
         supervisor.request_arrived(self.request.host if self.viewer_sees_output else None)
         if supervisor.state is AppState.READY:
@@ -122,7 +132,8 @@ class AppRequestMixin:
             status_url = f"{settings.base_url}/{RESERVED}status"
             previous = self.failure_reason(status.failure) if status.failure else ""
             lines = status.lines if self.viewer_sees_output else []
-            page = pages.loading_page(status_url, status.phase, lines, previous)
+            waking = status.phase == WAKING_UP
+            page = pages.loading_page(status_url, status.phase, lines, previous, waking=waking)
             self.send_page(503, page, retry_after=1)
         elif status.state is AppState.WAITING:
             self.send_error_page(503, "the app starts at its owner's first visit", retry_after=5)

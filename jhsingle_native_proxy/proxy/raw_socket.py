@@ -49,6 +49,9 @@ class RawSocketBridge:
     raw_writer: asyncio.StreamWriter | None = None
     raw_reader: asyncio.StreamReader | None = None
     _from_app: asyncio.Task | None = None
+    # The app's supervisor's connections, which this one is while open: an open socket is in
+    # use, so --idle-stop does not stop the app under it (idle_watch.py).
+    _connections: set[object] | None = None
 
     def get_websocket_protocol(self):
         """tornado's protocol for the handshake, with close codes checked (see above).
@@ -95,6 +98,8 @@ class RawSocketBridge:
             self._close_raw()
 
     def open(self, *args: str) -> None:
+        self._connections = self.services.supervisor.connections
+        self._connections.add(self)
         self._from_app = asyncio.ensure_future(self.relay_from_raw_socket())
 
     async def relay_from_raw_socket(self) -> None:
@@ -130,3 +135,5 @@ class RawSocketBridge:
         self._close_raw()
         if self._from_app is not None:
             self._from_app.cancel()
+        if self._connections is not None:
+            self._connections.discard(self)
