@@ -245,6 +245,9 @@ class AuthMixin:
     token_authenticated = False
     # The token that identified the viewer, if one did.
     _viewer_token = ""
+    # Whether an anonymous browser-like GET may be sent to the hub's login (see
+    # login_redirect_allowed); False for endpoints only programs read: they get the 401.
+    login_redirects = True
 
     @property
     def policy(self) -> AccessPolicy:
@@ -407,7 +410,9 @@ class AuthMixin:
             )
             return False
         if model is None:
-            if login_redirect_allowed(method, self.request.headers, websocket=websocket):
+            if self.login_redirects and login_redirect_allowed(
+                method, self.request.headers, websocket=websocket
+            ):
                 self.redirect(self.get_login_url())
             else:
                 self.send_error_page(

@@ -25,6 +25,7 @@ import os
 import time
 from collections import deque
 
+from . import metrics
 from .app_preparation import AppPreparation
 from .app_state import AppState, AppStatus, Failure, FailureKind
 from .command import TemplateError
@@ -289,8 +290,10 @@ class AppSupervisor:
                 break
             if self._restart_asked:
                 self._restart_asked = False
+                metrics.app_ended("asked")
                 log.info("Restarting the app, as its owner asked")
                 continue
+            metrics.app_ended(failure.kind.name.lower())
             if not failure.exited:
                 # Failed to start or never ready: wait for a request before trying again.
                 self.failure = failure
@@ -330,7 +333,8 @@ class AppSupervisor:
             self.launched.set()
             self._checkout = Checkout(s, self.progress)
             try:
-                await self._checkout.run()
+                with metrics.step("checkout"):
+                    await self._checkout.run()
             except NotPrepared as e:
                 self.phase = "The checkout failed"
                 return Failure(FailureKind.NOT_PREPARED, str(e), list(self.progress.lines))
@@ -405,8 +409,10 @@ class AppSupervisor:
         s = self.settings
         up_for = 0.0
         address = AppAddress(self.unix_socket, self.port or 0)
+        spawned_at = time.monotonic()
         if await wait_until_ready(address, s, process.exited, lambda: self._stopping):
             ready_at = time.monotonic()
+            metrics.app_ready(ready_at - spawned_at)
             self._ready_since = time.time()
             log.info("The app is ready on %s (pid %d)", where, process.pid)
             self.failure = None
