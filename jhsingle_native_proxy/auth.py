@@ -245,9 +245,11 @@ class AuthMixin:
     token_authenticated = False
     # The token that identified the viewer, if one did.
     _viewer_token = ""
-    # Whether an anonymous browser-like GET may be sent to the hub's login (see
-    # login_redirect_allowed); False for endpoints only programs read: they get the 401.
-    login_redirects = True
+
+    def login_redirect_wanted(self) -> bool:
+        """Whether an anonymous GET that `login_redirect_allowed` lets through goes to the hub's
+        login; endpoints that programs read narrow it (they want a 401 they can report)."""
+        return True
 
     @property
     def policy(self) -> AccessPolicy:
@@ -410,7 +412,7 @@ class AuthMixin:
             )
             return False
         if model is None:
-            if self.login_redirects and login_redirect_allowed(
+            if self.login_redirect_wanted() and login_redirect_allowed(
                 method, self.request.headers, websocket=websocket
             ):
                 self.redirect(self.get_login_url())

@@ -3,9 +3,10 @@
 Who reads them: as the console, the owner and hub admins (with --authtype none, whoever
 reaches the proxy), by their login cookie or by a hub API token in an `Authorization: Bearer
 <token>` or `token <token>` header, which is what a Prometheus job sends. Another viewer gets
-403. An anonymous request gets 401, never the hub's login redirect: a scraper cannot log in,
-and a 401 shows as an error in Prometheus' targets where a redirect would show as a login page
-that does not parse. With --metrics-public, nobody is asked anything (a private network only).
+403. An anonymous request gets 401 unless it asks for HTML (a person's browser, sent to the
+hub's login as everywhere): a scraper cannot log in, and a 401 shows as an error in Prometheus'
+targets where a redirect would end in a login page that does not parse. With
+--metrics-public, nobody is asked anything (a private network only).
 
 The metrics hold no output of the app, no URLs and no names: counts, durations, sizes.
 """
@@ -23,7 +24,9 @@ METRICS_PATH = "metrics"
 class MetricsHandler(ConsoleBase):
     """The metrics for the console's viewers (and for hub tokens of the same people)."""
 
-    login_redirects = False
+    def login_redirect_wanted(self) -> bool:
+        # A person in a browser logs in; a scraper (Accept: text/plain or OpenMetrics) gets 401.
+        return self.wants_html()
 
     async def get(self) -> None:
         body, content_type = self.services.metrics.exposition()
