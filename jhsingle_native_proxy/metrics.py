@@ -200,11 +200,13 @@ class Metrics:
         if bytes_out:
             self.bytes_to_client.inc(bytes_out)
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The registry in Prometheus' text format, and its Content-Type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The registry in the format the scraper's `Accept` asks for (OpenMetrics, or
+        Prometheus' text format of the version it names, else 0.0.4), and its Content-Type."""
+        from prometheus_client.exposition import choose_encoder
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 _current: Metrics | None = None

@@ -29,7 +29,8 @@ class MetricsHandler(ConsoleBase):
         return self.wants_html()
 
     async def get(self) -> None:
-        body, content_type = self.services.metrics.exposition()
+        accept = self.request.headers.get("Accept", "")
+        body, content_type = self.services.metrics.exposition(accept)
         self.set_header("Content-Type", content_type)
         self.finish(body)
 
