@@ -17,6 +17,7 @@ from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
 from .http_hygiene import scrub_uri
+from .metrics_handler import METRICS_PATH, metrics_handler
 from .pages import REWRITE_SCRIPT
 from .proxy.app_request import CLIENT_GONE
 from .proxy.http import PROXIED_METHODS, ProxyHandler
@@ -110,21 +111,35 @@ class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
 
 
 def log_request(handler: web.RequestHandler) -> None:
-    """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
+    """Once per request (tornado calls it): the request's metrics, and one access line (method,
+    path with credentials scrubbed, status, milliseconds) at a level by its status."""
     status = handler.get_status()
+    request_time = handler.request.request_time()
+    services = handler.settings["services"]
+    services.metrics.request_done(
+        handler.request.method,
+        status,
+        request_time,
+        getattr(handler, "bytes_in", 0),
+        getattr(handler, "bytes_out", 0),
+    )
     if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)):
-        handler.settings["services"].usage.requests += 1  # the console's requests per minute
+        services.usage.requests += 1  # the console's requests per minute
     if status == CLIENT_GONE:
         level = logging.DEBUG
+    elif status < 400:  # as jupyter_server: successes at DEBUG unless --log-requests
+        level = logging.INFO if services.settings.monitoring.log_requests else logging.DEBUG
     else:
         level = logging.INFO if status < 500 else logging.WARNING
+    if not access_log.isEnabledFor(level):
+        return
     access_log.log(
         level,
         "%d %s %s %.1fms",
         status,
         handler.request.method,
         scrub_uri(handler.request.uri or ""),
-        1000.0 * handler.request.request_time(),
+        1000.0 * request_time,
     )
 
 
@@ -157,6 +172,7 @@ def make_app(services: Services) -> web.Application:
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [(escaped + re.escape(RESERVED) + console_path(p), h) for p, h in console.items()]
     routes += webhook_routes(services, escaped)  # no hub login: its own gate
+    routes.append((escaped + re.escape(RESERVED + METRICS_PATH), metrics_handler(services)))
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
         (escaped + re.escape(RESERVED + REWRITE_SCRIPT), script),

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from . import env_cache
+from . import env_cache, metrics
 from .declared_requirements import DeclarationError, Declared, read_declared
 from .env_build import INSTALL_TIMEOUT, BuildError, EnvBuilder, env_python, scrubber
 from .prepare import NotPrepared, ProgressLog
@@ -193,7 +193,8 @@ class PackageInstall:
         self.progress.add(f"Building the environment {key} with {builder.installer}")
         log.info("Installing the app's packages (%s) into %s", declared.source, folder)
         try:
-            await builder.build(folder)
+            with metrics.step("install"):
+                await builder.build(folder)
             env_cache.mark_complete(
                 folder,
                 {"source": declared.source, "python": info.key, "installer": builder.installer},

@@ -246,6 +246,11 @@ class AuthMixin:
     # The token that identified the viewer, if one did.
     _viewer_token = ""
 
+    def login_redirect_wanted(self) -> bool:
+        """Whether an anonymous GET that `login_redirect_allowed` lets through goes to the hub's
+        login; endpoints that programs read narrow it (they want a 401 they can report)."""
+        return True
+
     @property
     def policy(self) -> AccessPolicy:
         return self.application.settings["services"].policy
@@ -407,7 +412,9 @@ class AuthMixin:
             )
             return False
         if model is None:
-            if login_redirect_allowed(method, self.request.headers, websocket=websocket):
+            if self.login_redirect_wanted() and login_redirect_allowed(
+                method, self.request.headers, websocket=websocket
+            ):
                 self.redirect(self.get_login_url())
             else:
                 self.send_error_page(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from .auth import AccessPolicy
     from .deployment import Deployment
+    from .metrics import Metrics
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -57,6 +58,12 @@ def reason_phrase(status: int, reason: str | None) -> str:
     return reason
 
 
+def _current_metrics() -> Metrics:
+    from .metrics import current
+
+    return current()
+
+
 @dataclass
 class Services:
     """The long-lived parts a request may need, built once by the server."""
@@ -80,6 +87,8 @@ class Services:
     deployment: Deployment | None = None
     # The app's memory, CPU and proxied requests over the last hour (the console's chart).
     usage: UsageHistory = field(default_factory=UsageHistory)
+    # The process's Prometheus metrics (metrics.py), which handlers feed.
+    metrics: Metrics = field(default_factory=lambda: _current_metrics())
 
 
 class BaseHandler(web.RequestHandler):
@@ -111,6 +120,11 @@ class BaseHandler(web.RequestHandler):
 
     # Who may frame our pages (CSP sources); None: whom --frame-ancestors names, as for the app.
     frame_ancestors: str | None = None
+
+    # Body bytes relayed to the app and of its answer relayed back (the proxy's handlers count
+    # them; the access-log hook hands them to the metrics).
+    bytes_in = 0
+    bytes_out = 0
 
     # Whether the status line and headers went out: from then on they cannot change. tornado
     # writes them in the first `flush` (which `finish` calls) and keeps the fact to itself.

@@ -24,6 +24,7 @@ import click
 from ._version import __version__
 from .app_choice import choose_app, choose_server
 from .http_hygiene import header_problem
+from .monitoring_options import monitoring_options
 from .option_types import Seconds
 from .package_options import package_options, package_settings
 from .presets import describe_presets
@@ -368,6 +369,7 @@ def _options(f):
 @publish_options
 @sleep_options
 @package_options
+@monitoring_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)

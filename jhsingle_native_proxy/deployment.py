@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import metrics
 from .env_build import INSTALL_TIMEOUT
 from .prepare import ProgressLog, app_environment
 from .revision_git import CommitInfo, RevisionGitError, RevisionSource
@@ -322,6 +323,8 @@ class Deployment:
         # The candidate's own deadlines end this wait (its install's, then --ready-timeout);
         # this bound is only a backstop, long enough for an install of its packages.
         ready = await candidate.wait_ready(INSTALL_TIMEOUT + self.settings.ready_timeout + 60)
+        outcome = "stopped" if self._stopping else "ok" if ready else "failed"
+        metrics.step_done("switch", outcome, time.monotonic() - began)
         if not ready or self._stopping:
             status = candidate.status()
             failure = status.failure

@@ -22,6 +22,7 @@ from .git_credentials import read_token_file, split_url, takes_credentials, with
 from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
+from .monitoring_options import MonitoringSettings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
@@ -137,6 +138,8 @@ class Settings:
     sleep: SleepSettings = field(default_factory=SleepSettings)
     # --install-requirements/--no-install, --env-cache (package_options.py).
     packages: PackageSettings = field(default_factory=PackageSettings)
+    # --log-requests, --metrics-public (monitoring_options.py).
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;
     # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()

@@ -27,6 +27,7 @@ import os
 import time
 from collections import deque
 
+from . import metrics
 from .app_preparation import AppPreparation
 from .app_state import AppState, AppStatus, EndReason, Failure, FailureKind
 from .command import TemplateError
@@ -319,6 +320,7 @@ class AppSupervisor:
                 break
             if self._sleep_asked:
                 self._sleep_asked, self.last_end = False, EndReason.IDLE
+                metrics.app_ended("idle")
                 # Unless a request (or a restart) came while its group was ending:
                 if self.state is AppState.SLEEPING and not self._restart_asked:
                     await self._pause(None)
@@ -326,8 +328,10 @@ class AppSupervisor:
             self.last_end = None
             if self._restart_asked:
                 self._restart_asked = False
+                metrics.app_ended("asked")
                 log.info("Restarting the app, as its owner asked")
                 continue
+            metrics.app_ended(failure.kind.name.lower())
             if not failure.exited:
                 # Failed to start or never ready: wait for a request before trying again.
                 self.failure = failure
@@ -367,7 +371,8 @@ class AppSupervisor:
             self.launched.set()
             self._checkout = Checkout(s, self.progress)
             try:
-                await self._checkout.run()
+                with metrics.step("checkout"):
+                    await self._checkout.run()
             except NotPrepared as e:
                 self.phase = "The checkout failed"
                 return Failure(FailureKind.NOT_PREPARED, str(e), list(self.progress.lines))
@@ -455,8 +460,10 @@ class AppSupervisor:
         s = self.settings
         up_for = 0.0
         address = AppAddress(self.unix_socket, self.port or 0)
+        spawned_at = time.monotonic()
         if await wait_until_ready(address, s, process.exited, lambda: self._stopping):
             ready_at = time.monotonic()
+            metrics.app_ready(ready_at - spawned_at)
             self._ready_since = time.time()
             log.info("The app is ready on %s (pid %d)", where, process.pid)
             self.failure = None

@@ -276,8 +276,11 @@ def test_a_client_gone_before_the_handshake_ends_leaves_no_app_websocket(start_p
     )
 
 
-def test_hub_tokens_and_login_codes_are_scrubbed_from_the_log(oauth_proxy):
-    """Finding 7: `?token=` authenticates; it must not sit in a log file."""
+def test_hub_tokens_and_login_codes_are_scrubbed_from_the_log(start_proxy):
+    """Finding 7: `?token=` authenticates; it must not sit in a log file (every access line
+    at INFO, with --log-requests: a redirect's too)."""
+    oauth_proxy = start_proxy(["--log-requests"], authtype="oauth", env=hub_env(), wait="listening")
+    oauth_proxy.wait_log("The app is ready")
     secret = "s3cr3t" * 6
     request(oauth_proxy.port, "GET", f"{PREFIX}echo?token={secret}&x=1")
     request(oauth_proxy.port, "GET", f"{PREFIX}oauth_callback?code={secret}&state=abc")

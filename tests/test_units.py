@@ -693,6 +693,9 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
     from jhsingle_native_proxy.sleep_options import SleepSettings
 
     publish = PublishSettings()
+    from jhsingle_native_proxy.monitoring_options import MonitoringSettings
+
+    monitoring_fields = {f.name for f in dataclasses.fields(MonitoringSettings)}
     publish_fields = dict(zip(OPTION_KEYS, ("follow", "interval", "drain_timeout"), strict=True))
     for param in _command.params:
         if not param.expose_value or param.name in cli_only:
@@ -704,6 +707,9 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
             continue
         if param.name in ("idle_stop", "idle_shutdown"):  # Settings.sleep (sleep_options.py)
             assert getattr(SleepSettings(), param.name) == param.default, param.name
+            continue
+        if param.name in monitoring_fields:  # Settings.monitoring (monitoring_options.py)
+            assert getattr(MonitoringSettings(), param.name) == param.default, param.name
             continue
         names.add(param.name)
         assert param.name in OPTION_NAMES, f"--{param.name} is no field of Settings"
@@ -718,6 +724,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
         "sleep",
         *("given_app", "app_name", "app_source"),
         "packages",
+        "monitoring",
         "command_factory",
         "server_env",
         "server_mappath",

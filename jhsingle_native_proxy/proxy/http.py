@@ -215,6 +215,7 @@ async def relay_response(
                 await handler.flush()
             async for chunk in response.content.iter_any():
                 handler.write(chunk)
+                handler.bytes_out += len(chunk)
                 await handler.flush()
     except iostream.StreamClosedError as e:
         # The client went away; stop reading from the app.
@@ -322,6 +323,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
 
     async def data_received(self, chunk: bytes) -> None:
         if self._body is not None:
+            self.bytes_in += len(chunk)
             await self._body.put(chunk)
 
     def on_finish(self) -> None:

@@ -390,7 +390,9 @@ async def relay_rewritten(handler, response, body: BodyRewrite) -> None:
     async for chunk in response.content.iter_any():
         for out in body.feed(chunk):
             handler.write(out)
+            handler.bytes_out += len(out)
             await handler.flush()
     tail = body.end()
     if tail:
         handler.write(tail)
+        handler.bytes_out += len(tail)

@@ -139,10 +139,13 @@ class WebSocketProxyHandler(
         # Noted in the app's supervisor while it lasts: publish mode drains them (deployment).
         connections = self.services.supervisor.connections
         connections.add(self)
+        websockets = self.services.metrics.websockets
+        websockets.inc()
         try:
             await self._relay_frames()
         finally:
             connections.discard(self)
+            websockets.dec()
 
     async def _relay_frames(self) -> None:
         app = await self.open_app_websocket()
