@@ -54,6 +54,11 @@ def test_an_idle_app_sleeps_and_a_plain_request_wakes_it(start_proxy):
     assert answer.status == 200 and answer.json()["uri"].endswith("/echo?woken=1")
     assert state(proxy) == "ready"
     assert len(proxy.app_pids()) == 2 and pid_alive(proxy.app_pids()[1])
+    # The console's run history and the metrics say why the first run ended.
+    runs = proxy.get("_jhsnp/console.json").json()["runs"]
+    assert [r["end"] for r in runs] == ["running", "stopped: idle"]  # newest first
+    metrics = proxy.get("_jhsnp/metrics").body.decode()
+    assert 'jhsnp_app_restarts_total{reason="idle"} 1.0' in metrics
 
 
 def test_status_polls_and_excluded_paths_do_not_keep_it_awake(start_proxy):
