@@ -112,7 +112,7 @@ class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
 def log_request(handler: web.RequestHandler) -> None:
     """One access line per request: method, path (credentials scrubbed), status, milliseconds."""
     status = handler.get_status()
-    if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)):
+    if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)) and handler.reached_app:
         handler.settings["services"].usage.requests += 1  # the console's requests per minute
     if status == CLIENT_GONE:
         level = logging.DEBUG
