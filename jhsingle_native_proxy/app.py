@@ -123,7 +123,7 @@ def log_request(handler: web.RequestHandler) -> None:
         getattr(handler, "bytes_in", 0),
         getattr(handler, "bytes_out", 0),
     )
-    if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)):
+    if isinstance(handler, (ProxyHandler, WebSocketProxyHandler)) and handler.reached_app:
         services.usage.requests += 1  # the console's requests per minute
     if status == CLIENT_GONE:
         level = logging.DEBUG

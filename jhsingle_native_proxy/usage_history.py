@@ -29,7 +29,9 @@ log = logging.getLogger("jhsingle_native_proxy")
 SAMPLE_INTERVAL = 15.0
 KEPT_SECONDS = 3600.0
 SAMPLES_KEPT = int(KEPT_SECONDS // SAMPLE_INTERVAL)
-# The live reading's CPU is over at least this many seconds (polls closer than this share it).
+# The live reading's CPU is over at least this many seconds, and polls closer than this share
+# the reading itself: one scan of /proc (every process on the machine, ~10 µs each, on the event
+# loop) per window, however many viewers poll console.json and usage.json, and how often.
 LIVE_CPU_WINDOW = 1.0
 
 
@@ -70,6 +72,7 @@ class UsageHistory:
         self._sample_cpu = CpuMeter(0.0)
         self._live_cpu = CpuMeter(LIVE_CPU_WINDOW)
         self._last_requests: tuple[float, int] | None = None
+        self._last_live: tuple[float, int | None, dict[str, object]] | None = None
         self._task: asyncio.Task | None = None
 
     def take_sample(self, pid: int | None, now: float | None = None) -> Sample:
@@ -86,17 +89,25 @@ class UsageHistory:
         self.samples.append(sample)
         return sample
 
-    def live(self, pid: int | None) -> dict[str, object]:
-        """The app's memory and CPU now, for console.json."""
+    def live(self, pid: int | None, now: float | None = None) -> dict[str, object]:
+        """The app's memory and CPU now, for console.json (the same reading for LIVE_CPU_WINDOW
+        seconds, while the pid is the same)."""
+        now = time.monotonic() if now is None else now
+        if self._last_live is not None:
+            then, last_pid, reading = self._last_live
+            if last_pid == pid and 0 <= now - then < LIVE_CPU_WINDOW:
+                return dict(reading)
         usage = tree_usage(pid)
-        cpu = self._live_cpu.percent(pid, usage.cpu_seconds, time.monotonic())
-        return {
+        cpu = self._live_cpu.percent(pid, usage.cpu_seconds, now)
+        reading = {
             "memory_bytes": usage.rss_bytes,
             "memory": describe_bytes(usage.rss_bytes) if usage.processes else "—",
             "cpu_percent": cpu,
             "cpu": f"{cpu:g} %" if usage.processes else "—",
             "processes": usage.processes,
         }
+        self._last_live = (now, pid, reading)
+        return dict(reading)
 
     def view(self) -> dict[str, object]:
         """The ring as JSON: [time, memory bytes, CPU %, requests per minute] per sample."""

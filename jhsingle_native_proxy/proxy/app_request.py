@@ -27,6 +27,12 @@ class AppRequestMixin:
 
     _app_port: int | None = None
 
+    @property
+    def reached_app(self) -> bool:
+        """Whether this request was passed on to the app (authorised, and the app was ready):
+        what the console counts as a request to it, a refused or unanswered one is not."""
+        return self._app_port is not None
+
     def is_hub_probe(self) -> bool:
         """JupyterHub's readiness poll: a plain GET, without a token, of `{prefix}api` (JupyterHub
         5 and 6) or of the prefix itself (4.1), not asking for a page.
