@@ -90,3 +90,5 @@ class AppStatus:
     # How many times the app was started again after its first start (by itself or when asked).
     restarts: int = 0
     pid: int | None = None
+    # The names the --env-file files set at the latest start (for the console; never values).
+    env_file_names: tuple[str, ...] = ()

@@ -25,6 +25,7 @@ from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
+from .secret_options import SecretSettings
 from .webhook_secret import read_webhook_secret
 
 DEFAULT_IP = "127.0.0.1"
@@ -134,6 +135,8 @@ class Settings:
     publish: PublishSettings = field(default_factory=PublishSettings)
     # --install-requirements/--no-install, --env-cache (package_options.py).
     packages: PackageSettings = field(default_factory=PackageSettings)
+    # --env-file, and the variables the repository says its app needs (secret_options.py).
+    secrets: SecretSettings = field(default_factory=SecretSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;
     # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()
