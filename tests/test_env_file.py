@@ -14,7 +14,7 @@ from types import MappingProxyType
 import pytest
 from test_repository_app import COMMAND, Repository, start_repo
 
-from conftest import APPS, cli_error, console_form, run_cli, wait_for
+from conftest import ECHO_APP, cli_error, console_form, run_cli, wait_for
 from jhsingle_native_proxy.env_file import AppEnvironmentError, parse_env, read_env_file
 from jhsingle_native_proxy.given_app import GivenApp
 from jhsingle_native_proxy.launch import build_launch
@@ -22,7 +22,7 @@ from jhsingle_native_proxy.repository_manifest import ManifestError, parse_manif
 from jhsingle_native_proxy.secret_options import looks_secret
 from jhsingle_native_proxy.settings import Settings
 
-ENV_APP = [sys.executable, str(APPS / "env_app.py"), "{port}"]
+ENV_APP = [sys.executable, ECHO_APP, "{port}"]  # its /env?name=NAME answers a variable
 HTML = {"Accept": "text/html"}
 # Secrets no test output, page or process list may hold (long enough not to occur by chance).
 SECRET = "s3cr3t-Value-Qx7Zp2Lm9Wv4Kd8"
@@ -214,8 +214,8 @@ def test_a_secret_from_a_file_is_never_shown_during_a_start_a_crash_and_a_restar
     assert proxy.get("env?name=API_TOKEN").body == SECRET.encode()  # the app has it
     assert_nowhere(proxy, SECRET)
     # A crash: the app is started again by itself.
-    [first] = proxy.app_pids()
-    proxy.get("crash")
+    assert len(proxy.app_pids()) == 1
+    proxy.get("exit?code=3")
     wait_for(lambda: len(proxy.app_pids()) == 2 and proxy.status().get("state") == "ready")
     assert_nowhere(proxy, SECRET)
     # A restart asked for on the console, with a rotated value.
@@ -281,7 +281,7 @@ def test_a_harmless_env_value_is_not_warned_about(start_proxy):
 def test_a_variable_the_manifest_requires_stops_the_start_until_a_file_gives_it(
     start_proxy, tmp_path
 ):
-    app = (APPS / "env_app.py").read_text()
+    app = Path(ECHO_APP).read_text()
     repo = Repository(tmp_path / "repo", {
         "jhsnp.toml": COMMAND + 'required_env = ["OPENAI_API_KEY"]\n',
         "app.py": app,
