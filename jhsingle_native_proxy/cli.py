@@ -29,6 +29,7 @@ from .option_types import Seconds
 from .package_options import package_options, package_settings
 from .presets import describe_presets
 from .publish_options import publish_options, publish_problem, publish_settings
+from .secret_options import secret_options
 from .serverproxy import ConfigError, describe_servers, load_config_file
 from .settings import SettingsError, build_settings
 from .singleuser_flags import DIRECTORY_TRAITS, split_singleuser_traits
@@ -370,6 +371,7 @@ def _options(f):
 @sleep_options
 @package_options
 @monitoring_options
+@secret_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)

@@ -55,11 +55,14 @@ def build_launch(
     origin_host: str = "",
     environ: Mapping[str, str] | None = None,
     resolve_command: CommandResolver | None = None,
+    env_files: Mapping[str, str] | None = None,
 ) -> Launch:
     """The command, environment and request headers for one start, placeholders filled in.
 
-    `environ` is the app's prepared environment (checkout done, conda activated). Raises
-    ConfigError for a config value of the wrong type and TemplateError for a bad placeholder.
+    `environ` is the app's prepared environment (checkout done, conda activated); `env_files`
+    the variables of the --env-file files, set as written (no placeholders: a secret's braces
+    are its own) over every other source but --env. Raises ConfigError for a config value of
+    the wrong type and TemplateError for a bad placeholder.
     """
     s = settings
     values = substitutions(s, port, unix_socket, origin_host)
@@ -82,6 +85,9 @@ def build_launch(
         **s.env,
     }
     env.update({k: substitute(str(v), values) for k, v in extra.items()})
+    if env_files:  # under --env (given_app.env), over the preset's, repository's and config's
+        env.update(env_files)
+        env.update({k: substitute(str(v), values) for k, v in s.given_app.env.items()})
     headers = {
         **_mapping(
             resolved(s.server_request_header, "the server's request_headers_override"),

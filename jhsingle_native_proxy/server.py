@@ -17,6 +17,7 @@ import time
 
 from .heap import start_heap_trimmer, stop_heap_trimmer
 from .idle_watch import IdleWatch
+from .secret_options import warn_secrets_on_command_line
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -174,6 +175,7 @@ async def serve(settings: Settings) -> None:
             "launcher or its response rewriting) and has no meaning here",
             key,
         )
+    warn_secrets_on_command_line(settings.given_app.env)
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     raise_open_file_limit()

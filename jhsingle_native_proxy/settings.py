@@ -26,6 +26,7 @@ from .monitoring_options import MonitoringSettings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
+from .secret_options import SecretSettings
 from .sleep_options import SleepSettings
 from .webhook_secret import read_webhook_secret
 
@@ -140,6 +141,8 @@ class Settings:
     packages: PackageSettings = field(default_factory=PackageSettings)
     # --log-requests, --metrics-public (monitoring_options.py).
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    # --env-file, and the variables the repository says its app needs (secret_options.py).
+    secrets: SecretSettings = field(default_factory=SecretSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;
     # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()

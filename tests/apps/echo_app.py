@@ -25,6 +25,7 @@ Routes:
   /ws-open         {"open": N}: websockets open on the app right now
   .../dir          301 to the same path with a slash added, as a file server does for folders
   /redirect-self?path=P  302 to http://127.0.0.1:PORT{P}, the app's own absolute URL
+  /env?name=NAME   the environment variable's value as text (404 when unset); never printed
 
 Every request is printed as `app got METHOD URI`, so tests can tell what reached the app.
 """
@@ -205,6 +206,15 @@ class Slow(web.RequestHandler):
         self.finish("slow")
 
 
+class Env(web.RequestHandler):
+    def get(self):
+        value = os.environ.get(self.get_argument("name"))
+        if value is None:
+            raise web.HTTPError(404)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(value)
+
+
 class Exit(web.RequestHandler):
     def get(self):
         code = int(self.get_argument("code", "1"))
@@ -334,6 +344,7 @@ async def main() -> None:
             (r"/gzip", Gzip),
             (r"/slow", Slow),
             (r"/exit", Exit),
+            (r"/env", Env),
             (r"/gated-sse", GatedSSE),
             (r"/release", Release),
             (r"/hop", Hop),
