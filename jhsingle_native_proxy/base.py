@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from .auth import AccessPolicy
     from .deployment import Deployment
+    from .viewer_identity import ViewerIdentity
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -77,6 +78,8 @@ class Services:
     # Publish mode (--follow): the revisions; `supervisor` is then the live revision's, which
     # a switch replaces. None otherwise.
     deployment: Deployment | None = None
+    # --forward-user-headers/--forward-user-jwt (viewer_identity.py); None when both are off.
+    identity: ViewerIdentity | None = None
 
 
 class BaseHandler(web.RequestHandler):
