@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from compare import cpu_seconds  # noqa: E402 (bench/compare.py, beside this file)
+
 from hub import start_hub, stop_hub  # noqa: E402 (tests/hub.py: the real hub of the tests)
 
 SERVERS = {"plain": [], "identity": ["--forward-user-headers", "--forward-user-jwt"]}

@@ -173,15 +173,19 @@ class ViewerIdentity:
             out.append((h.FORWARDED_JWT, self.sign(key, now)))
         return out
 
-    def with_viewer(self, headers: list[tuple[str, str]], viewer: Mapping) -> list[tuple[str, str]]:
-        """`headers` with the viewer's added; a header of the same name (a --request-header of
-        the owner's) gives way to ours."""
+    def with_viewer(
+        self, headers: list[tuple[str, str]], viewer: Mapping, *, replace: bool = False
+    ) -> list[tuple[str, str]]:
+        """`headers` with the viewer's added. With `replace` (the owner set request headers of
+        their own), a header of the same name gives way to ours; the client's copies are gone
+        already (`http_hygiene.IDENTITY_HEADERS`), so without it nothing is looked through."""
         ours = self.viewer_headers(viewer)
         if not ours:
             return headers
-        names = {h.canonical_name(n) for n, _ in ours}
-        kept = [(n, v) for n, v in headers if h.canonical_name(n) not in names]
-        return kept + ours
+        if replace:
+            names = {h.canonical_name(n) for n, _ in ours}
+            headers = [(n, v) for n, v in headers if h.canonical_name(n) not in names]
+        return headers + ours
 
 
 def make_viewer_identity(settings) -> ViewerIdentity:

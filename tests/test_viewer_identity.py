@@ -159,7 +159,7 @@ def test_the_cache_stays_bounded(monkeypatch):
 def test_the_request_headers_give_way_to_ours():
     identity = signer(jwt_on=False)
     given = [("X-Forwarded-User", "owner-set"), ("x_forwarded_groups", "x"), ("X-Other", "1")]
-    out = identity.with_viewer(given, CAROL)
+    out = identity.with_viewer(given, CAROL, replace=True)
     assert [v for n, v in out if n.lower() == "x-forwarded-user"] == ["carol"]
     assert not any(n == "x_forwarded_groups" for n, _ in out)
     assert ("X-Other", "1") in out

@@ -208,7 +208,7 @@ class AppRequestMixin:
             headers.extend(overrides)
         identity = self.services.identity
         if identity is not None and self.viewer is not None:
-            headers = identity.with_viewer(headers, self.viewer)
+            headers = identity.with_viewer(headers, self.viewer, replace=bool(overrides))
         return self._checked(headers)
 
     def _checked(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
