@@ -10,7 +10,7 @@ PEM, and the audience in `JHSNP_JWT_AUDIENCE`) and at `{prefix}_jhsnp/jwks.json`
 
 The token lives 60 s and names this server's prefix as its audience, so a token seen by one
 app is refused by another's (a viewer's token for Bob's app does not open Alice's). Signing
-costs ~50 µs; a viewer's headers are kept 30 s and reused, so the hot path is a dict lookup.
+costs ~40 µs; a viewer's headers are kept 30 s and reused, so the hot path is a dict lookup.
 
 Only hub *users* are forwarded; a hub service calling with its own token is not described (its
 name could be a user's). With `--authtype none` there is no viewer and nothing is sent. A
