@@ -24,6 +24,7 @@ import click
 from ._version import __version__
 from .app_choice import choose_app, choose_server
 from .http_hygiene import header_problem
+from .identity_options import identity_options
 from .monitoring_options import monitoring_options
 from .option_types import Seconds
 from .package_options import package_options, package_settings
@@ -372,6 +373,7 @@ def _options(f):
 @package_options
 @monitoring_options
 @secret_options
+@identity_options
 @webhook_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.version_option(__version__, "--version", prog_name=PROG)

@@ -58,6 +58,8 @@ REFUSED_KEYS = {
             "frame_ancestors",
             "forward_user_info",
             "query_user_info",
+            "forward_user_headers",
+            "forward_user_jwt",
             "hide_hub_token",
             "request_header",
             "allow_origin",

@@ -22,6 +22,7 @@ from .git_credentials import read_token_file, split_url, takes_credentials, with
 from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
+from .identity_options import IdentitySettings
 from .monitoring_options import MonitoringSettings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
@@ -91,6 +92,8 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()
     forward_user_info: bool = False
     query_user_info: bool = False
+    # --forward-user-headers, --forward-user-jwt (identity_options.py, viewer_identity.py).
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     progressive: bool = False
     websocket_max_message_size: int | None = None
     websocket_ping_interval: float = 30.0

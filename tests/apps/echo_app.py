@@ -227,7 +227,8 @@ OPEN_WEBSOCKETS = [0]
 
 
 class WSEcho(websocket.WebSocketHandler):
-    """Echoes messages. Commands: "close-me" (closes with 4001), "send N SIZE" (N binary
+    """Echoes messages. Commands: "close-me" (closes with 4001), "headers" (the handshake's
+    headers as JSON pairs), "send N SIZE" (N binary
     messages of SIZE bytes, as fast as the socket takes them). Picks the LAST subprotocol offered,
     so a test can tell the app's choice from the client's first wish."""
 
@@ -249,6 +250,9 @@ class WSEcho(websocket.WebSocketHandler):
     async def on_message(self, message):
         if message == "close-me":
             self.close(4001, "app says bye")
+            return
+        if message == "headers":  # the handshake's headers, as pairs
+            await self.write_message(json.dumps(list(self.request.headers.get_all())))
             return
         if isinstance(message, str) and message.startswith("send "):
             _, n, size = message.split()
