@@ -62,6 +62,16 @@ IDENTITY_HEADERS = frozenset(
         "X-Auth-Request-Email",
         "X-Auth-Request-Groups",
         "X-Auth-Request-Access-Token",
+        # Other auth proxies' spellings (Authelia and Authentik's forward auth, Apache's and
+        # Kubernetes' front proxies, Grafana's auth proxy): we never send them, so an app set up
+        # to trust one must never get a client's.
+        "Remote-User",
+        "Remote-Groups",
+        "Remote-Email",
+        "Remote-Name",
+        "X-Remote-User",
+        "X-Remote-Group",
+        "X-Webauth-User",
     )
 )
 

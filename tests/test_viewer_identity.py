@@ -263,6 +263,9 @@ def test_the_jwks_is_the_key_the_app_has():
         "X-Auth-Request-User",
         "X-Auth-Request-Groups",
         "X-CDSDASHBOARDS-JH-USER",
+        "Remote-User",
+        "X-Remote-User",
+        "X-WEBAUTH-USER",
     ],
 )
 def test_a_clients_identity_headers_are_always_dropped(name):
@@ -306,6 +309,10 @@ FORGED = {
     "X-Forwarded-Email": "mallory@example.org",
     "X-Auth-Request-User": "mallory",
     "X-Forwarded-Access-Jwt": "forged.token.here",
+    "Remote-User": "mallory",
+    "Remote-Groups": "admins",
+    "X-Remote-User": "mallory",
+    "X-Webauth-User": "mallory",
 }
 
 
