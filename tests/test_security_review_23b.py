@@ -71,6 +71,24 @@ def test_invented_methods_cost_the_proxy_no_memory(start_proxy):
     assert 'jhsnp_requests_total{method="other",status_class="4xx"} 300.0' in metrics
 
 
+def test_one_request_makes_one_access_line_of_bounded_length(start_proxy):
+    """A refused request is logged at INFO with its method and URI: a client sending 60 KB of
+    either wrote a 60 KB log line per request. Both are cut (method 32, URI 2048 characters)."""
+    proxy = start_proxy(["--log-requests"])
+    prefix = proxy.prefix.encode()
+    method = b"M" + b"X" * LONG_METHOD
+    line = b"%s %sinvented HTTP/1.1\r\nHost: localhost\r\n\r\n" % (method, prefix)
+    assert raw_exchange(proxy.port, line).startswith(b"HTTP/1.1 405 ")
+    long_query = "echo?x=" + "q" * LONG_METHOD + "&token=abc123secret"
+    assert proxy.get(long_query).status == 200
+    proxy.wait_log("405 MXXXX")
+    proxy.wait_log(f"200 GET {proxy.prefix}echo?x=qqqq")
+    access = [line for line in proxy.log().splitlines() if ".access]" in line]
+    access = [line for line in access if "MXXX" in line or "?x=qqq" in line]
+    assert len(access) == 2, [line[:200] for line in access]
+    assert all(len(line) < 2300 for line in access), [len(line) for line in access]
+
+
 def test_the_request_cache_is_keyed_by_label_not_by_the_method_sent():
     metrics = Metrics()
     for i in range(1000):
