@@ -17,7 +17,7 @@ from .activity import isoformat
 from .auth import AuthorizedFirst
 from .base import RESERVED, BaseHandler, Services
 from .console import ROUTES as CONSOLE_ROUTES
-from .http_hygiene import scrub_uri
+from .http_hygiene import loggable_request
 from .metrics_handler import METRICS_PATH, metrics_handler
 from .pages import REWRITE_SCRIPT
 from .proxy.app_request import CLIENT_GONE
@@ -147,14 +147,8 @@ def log_request(handler: web.RequestHandler) -> None:
         level = logging.INFO if status < 500 else logging.WARNING
     if not access_log.isEnabledFor(level):
         return
-    access_log.log(
-        level,
-        "%d %s %s %.1fms",
-        status,
-        handler.request.method,
-        scrub_uri(handler.request.uri or ""),
-        1000.0 * request_time,
-    )
+    method, uri = loggable_request(handler.request.method or "", handler.request.uri or "")
+    access_log.log(level, "%d %s %s %.1fms", status, method, uri, 1000.0 * request_time)
 
 
 def console_path(path: str | re.Pattern) -> str:

@@ -181,6 +181,22 @@ def scrub_uri(uri: str) -> str:
     return f"{path}?{''.join(pieces)}{hash_sep}{fragment}"
 
 
+# The most of a request's method and URI one access line shows: a client may send up to
+# tornado's header limit (64 KiB) of either, and every refused request is logged at INFO.
+LOGGED_METHOD_CHARS = 32
+LOGGED_URI_CHARS = 2048
+
+
+def loggable_request(method: str, uri: str) -> tuple[str, str]:
+    """A request's method and URI for an access line: credentials scrubbed first, then each cut
+    to a bound (marked with an ellipsis), so one client's request cannot make a line of 64 KiB."""
+
+    def cut(text: str, limit: int) -> str:
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    return cut(method, LOGGED_METHOD_CHARS), cut(scrub_uri(uri), LOGGED_URI_CHARS)
+
+
 # Query arguments that carry the viewer's hub token (JupyterHub reads `token`; `access_token` is
 # the OAuth spelling): a page's address must not keep them, or its Referer hands them on.
 _TOKEN_ARGS = (canonical_name("token"), canonical_name("access_token"))

@@ -187,11 +187,12 @@ class Metrics:
         self, method: str, status: int, seconds: float, bytes_in: int, bytes_out: int
     ) -> None:
         """One finished request (the access-log hook calls this once per request)."""
-        key = (method, status // 100)
+        # Keyed by the label, never by the method as sent: a client's invented methods (up to
+        # the 64 KiB of a request line) would otherwise be kept here, one per key.
+        key = (method if method in METHODS else "other", status // 100)
         child = self._request_children.get(key)
         if child is None:
-            label = method if method in METHODS else "other"
-            child = self.requests.labels(label, status_class(status))
+            child = self.requests.labels(key[0], status_class(status))
             if len(self._request_children) < 256:
                 self._request_children[key] = child
         child.inc()
@@ -204,9 +205,18 @@ class Metrics:
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """The registry in the format the scraper's `Accept` asks for (OpenMetrics, or
         Prometheus' text format of the version it names, else 0.0.4), and its Content-Type."""
-        from prometheus_client.exposition import choose_encoder
+        from prometheus_client.exposition import (
+            CONTENT_TYPE_PLAIN_0_0_4,
+            choose_encoder,
+            generate_latest,
+        )
 
-        encoder, content_type = choose_encoder(accept)
+        try:
+            encoder, content_type = choose_encoder(accept)
+        except (TypeError, ValueError):
+            # prometheus_client compares a `version=` it cannot parse (`version=abc`) and
+            # raises: any scraper's header would be a 500 and a traceback in the log.
+            encoder, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
         return encoder(self.registry), content_type
 
 

@@ -6,7 +6,7 @@ reaches the proxy), by their login cookie or by a hub API token in an `Authoriza
 403. An anonymous request gets 401 unless it asks for HTML (a person's browser, sent to the
 hub's login as everywhere): a scraper cannot log in, and a 401 shows as an error in Prometheus'
 targets where a redirect would end in a login page that does not parse. With
---metrics-public, nobody is asked anything (a private network only).
+--metrics-public, nobody is asked who they are (a private network only); the Host still is.
 
 The metrics hold no output of the app, no URLs and no names: counts, durations, sizes.
 """
@@ -36,10 +36,14 @@ class MetricsHandler(ConsoleBase):
 
 
 class PublicMetricsHandler(MetricsHandler):
-    """--metrics-public: the same answer, without authentication."""
+    """--metrics-public: the same answer, without authentication.
+
+    The Host is still checked (`host_acceptable`): with --authtype none on a loopback address,
+    a web site's page that rebinds its own name to 127.0.0.1 would otherwise read the metrics.
+    """
 
     async def allowed_in(self) -> bool:
-        return True
+        return self.host_acceptable()
 
 
 def metrics_handler(services: Services) -> type[web.RequestHandler]:

@@ -77,8 +77,10 @@ def test_an_app_killed_by_the_kernel_for_memory_is_said_so(start_proxy):
         os.kill(proxy.app_pids()[-1], signal.SIGKILL)
         wait_for(lambda: console(proxy)["last_end"], what="the run's end")
         assert console(proxy)["last_end"] == "killed by signal 9 (SIGKILL)"
-        pytest.skip("no memory cgroup can be made here (not root, or no writable memory "
-                    "controller): the OOM words were not checked, only a SIGKILL's")
+        pytest.skip(
+            "no memory cgroup can be made here (not root, or no writable memory "
+            "controller): the OOM words were not checked, only a SIGKILL's"
+        )
     try:
         # The launcher moves itself into the cgroup, then becomes the proxy (same pid).
         procs = child / "cgroup.procs"
@@ -143,8 +145,13 @@ def test_the_console_lists_the_last_five_runs_each_to_download(start_proxy):
     and each one's download is that run's own output, as a text file."""
     proxy = start_proxy()
     for n in range(1, 8):
-        wait_for(lambda n=n: console(proxy)["state"] == "ready"
-                 and console(proxy)["runs"][0]["number"] == n, 30, what=f"run {n}")
+        wait_for(
+            lambda n=n: (
+                console(proxy)["state"] == "ready" and console(proxy)["runs"][0]["number"] == n
+            ),
+            30,
+            what=f"run {n}",
+        )
         assert proxy.get(f"echo?marker-of-run-{n}").status == 200
         wait_for(lambda n=n: f"marker-of-run-{n}" in "\n".join(console(proxy)["lines"]))
         if n < 7:
