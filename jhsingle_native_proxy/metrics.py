@@ -205,22 +205,21 @@ class Metrics:
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """The registry in the format the scraper's `Accept` asks for (OpenMetrics, or
         Prometheus' text format of the version it names, else 0.0.4), and its Content-Type."""
-        from prometheus_client.exposition import (
-            CONTENT_TYPE_PLAIN_0_0_4,
-            choose_encoder,
-            generate_latest,
-        )
+        from prometheus_client.exposition import choose_encoder, generate_latest
 
         try:
             encoder, content_type = choose_encoder(accept)
         except (TypeError, ValueError):
             # prometheus_client compares a `version=` it cannot parse (`version=abc`) and
             # raises: any scraper's header would be a 500 and a traceback in the log.
-            encoder, content_type = generate_latest, CONTENT_TYPE_PLAIN_0_0_4
+            encoder, content_type = generate_latest, TEXT_0_0_4
         return encoder(self.registry), content_type
 
 
 _current: Metrics | None = None
+# Prometheus' text format as every prometheus_client writes it; spelled out here because the
+# library names it CONTENT_TYPE_PLAIN_0_0_4 only since 0.22 (0.5.0, our floor, lacks the name).
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def current() -> Metrics:
