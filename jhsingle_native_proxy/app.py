@@ -6,6 +6,7 @@ app. Routing works on the raw (still percent-encoded) path, the same bytes the a
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -110,6 +111,19 @@ class RewriteScriptHandler(AuthorizedFirst, BaseHandler):
         self.finish(script_source())
 
 
+@web.stream_request_body  # a body sent here is read and dropped, never kept
+class JwksHandler(AuthorizedFirst, BaseHandler):
+    """`{prefix}_jhsnp/jwks.json` (with --forward-user-jwt): the public key that verifies the
+    tokens the app gets (viewer_identity.py). No secret, but like every endpoint of ours it
+    answers only a viewer who may see the app. A new key at each start of the proxy, so it is
+    checked each time."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/jwk-set+json")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(json.dumps(self.services.identity.jwks()))
+
+
 def log_request(handler: web.RequestHandler) -> None:
     """Once per request (tornado calls it): the request's metrics, and one access line (method,
     path with credentials scrubbed, status, milliseconds) at a level by its status."""
@@ -149,7 +163,7 @@ def make_app(services: Services) -> web.Application:
     if prefix != "/":
         routes.append((re.escape(prefix.rstrip("/")), AddSlashHandler))
     status, websockets, proxied = StatusHandler, WebSocketProxyHandler, ProxyHandler
-    script = RewriteScriptHandler
+    script, jwks = RewriteScriptHandler, JwksHandler
     console = dict(CONSOLE_ROUTES)
     if services.deployment is not None:
         from .revisions_console import ROUTES as REVISION_ROUTES
@@ -159,14 +173,16 @@ def make_app(services: Services) -> web.Application:
         # Only now: JupyterHub's client is heavy, and --authtype none has no use for it.
         from .hub_login import OAuthCallbackHandler, with_hub_login
 
-        status, websockets, proxied, script = map(
-            with_hub_login, (status, websockets, proxied, script)
+        status, websockets, proxied, script, jwks = map(
+            with_hub_login, (status, websockets, proxied, script, jwks)
         )
         console = {path: with_hub_login(handler) for path, handler in console.items()}
         routes.append((escaped + "oauth_callback", OAuthCallbackHandler))
     routes += [(escaped + re.escape(RESERVED) + console_path(p), h) for p, h in console.items()]
     routes += webhook_routes(services, escaped)  # no hub login: its own gate
     routes.append((escaped + re.escape(RESERVED + METRICS_PATH), metrics_handler(services)))
+    if services.identity is not None and services.identity.jwk:  # else the path is the app's
+        routes.append((escaped + re.escape(RESERVED) + "jwks\\.json", jwks))
     routes += [
         (escaped + re.escape(RESERVED) + "status", status),
         (escaped + re.escape(RESERVED + REWRITE_SCRIPT), script),

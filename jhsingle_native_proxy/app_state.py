@@ -102,3 +102,5 @@ class AppStatus:
     pid: int | None = None
     # Since when it sleeps (wall clock), while it does.
     sleeping_since: float | None = None
+    # The names the --env-file files set at the latest start (for the console; never values).
+    env_file_names: tuple[str, ...] = ()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .auth import AccessPolicy
     from .deployment import Deployment
     from .metrics import Metrics
+    from .viewer_identity import ViewerIdentity
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -89,6 +90,8 @@ class Services:
     usage: UsageHistory = field(default_factory=UsageHistory)
     # The process's Prometheus metrics (metrics.py), which handlers feed.
     metrics: Metrics = field(default_factory=lambda: _current_metrics())
+    # --forward-user-headers/--forward-user-jwt (viewer_identity.py); None when both are off.
+    identity: ViewerIdentity | None = None
 
 
 class BaseHandler(web.RequestHandler):

@@ -82,6 +82,8 @@ def console_view(status: AppStatus, now: float | None = None, app: str = "") -> 
         "pid": status.pid if status.pid is not None else "—",
         "lines": status.lines,
         "app": app,
+        # What --env-file set at the latest start: the names, never the values.
+        "env_file_names": list(status.env_file_names),
     }
     if status.state is AppState.FAILED and status.failure is not None:
         view["reason"] = status.failure.sentence + "."

@@ -37,8 +37,43 @@ def canonical_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-_USER_HEADER = canonical_name(USER_HEADER)
 _USER_QUERY = canonical_name(USER_QUERY_ARG)
+
+# The viewer in the words of auth proxies (oauth2-proxy's X-Forwarded-* and its X-Auth-Request-*
+# for nginx), and our signed token (viewer_identity.py). Apps written for such a proxy trust
+# them, so a client's copies are dropped whether or not --forward-user-headers/-jwt is on.
+FORWARDED_USER = "X-Forwarded-User"
+FORWARDED_PREFERRED_USERNAME = "X-Forwarded-Preferred-Username"
+FORWARDED_EMAIL = "X-Forwarded-Email"
+FORWARDED_GROUPS = "X-Forwarded-Groups"
+FORWARDED_JWT = "X-Forwarded-Access-Jwt"
+IDENTITY_HEADERS = frozenset(
+    canonical_name(n)
+    for n in (
+        USER_HEADER,
+        FORWARDED_USER,
+        FORWARDED_PREFERRED_USERNAME,
+        FORWARDED_EMAIL,
+        FORWARDED_GROUPS,
+        FORWARDED_JWT,
+        "X-Forwarded-Access-Token",
+        "X-Auth-Request-User",
+        "X-Auth-Request-Preferred-Username",
+        "X-Auth-Request-Email",
+        "X-Auth-Request-Groups",
+        "X-Auth-Request-Access-Token",
+        # Other auth proxies' spellings (Authelia and Authentik's forward auth, Apache's and
+        # Kubernetes' front proxies, Grafana's auth proxy): we never send them, so an app set up
+        # to trust one must never get a client's.
+        "Remote-User",
+        "Remote-Groups",
+        "Remote-Email",
+        "Remote-Name",
+        "X-Remote-User",
+        "X-Remote-Group",
+        "X-Webauth-User",
+    )
+)
 
 
 def connection_tokens(values: Iterable[str]) -> set[str]:
@@ -57,9 +92,10 @@ def request_headers_for_app(
 ) -> list[tuple[str, str]]:
     """The client's headers as the app should get them.
 
-    Hop-by-hop headers go, `Expect` goes, forged identity goes, and the X-Forwarded-* family says
-    where the request came from. X-Forwarded-Proto/Host already set by the hub's proxy are kept:
-    they describe the browser's view, which is what the app needs to build URLs.
+    Hop-by-hop headers go, `Expect` goes, forged identity goes (IDENTITY_HEADERS), and the
+    X-Forwarded-* family says where the request came from. X-Forwarded-Proto/Host already set
+    by the hub's proxy are kept: they describe the browser's view, which is what the app needs
+    to build URLs.
     """
     drop = HOP_BY_HOP | connection_tokens(connection_values) | {"expect"} | PROXY_SET
     out: list[tuple[str, str]] = []
@@ -67,7 +103,7 @@ def request_headers_for_app(
     seen = set()
     for name, value in pairs:
         key = canonical_name(name)
-        if key in drop or key == _USER_HEADER:
+        if key in drop or key in IDENTITY_HEADERS:
             continue
         if key == "x-forwarded-for":
             forwarded_for.append(value)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .command import substitute, substitute_all
 from .http_hygiene import header_problem
+from .identity_options import JWT_VARIABLES
 from .serverproxy import CALLABLE_ARGUMENTS, ConfigError, call_with_arguments
 from .settings import Settings
 
@@ -55,11 +56,15 @@ def build_launch(
     origin_host: str = "",
     environ: Mapping[str, str] | None = None,
     resolve_command: CommandResolver | None = None,
+    env_files: Mapping[str, str] | None = None,
 ) -> Launch:
     """The command, environment and request headers for one start, placeholders filled in.
 
-    `environ` is the app's prepared environment (checkout done, conda activated). Raises
-    ConfigError for a config value of the wrong type and TemplateError for a bad placeholder.
+    `environ` is the app's prepared environment (checkout done, conda activated); `env_files`
+    the variables of the --env-file files, set as written (no placeholders: a secret's braces
+    are its own) over every other source but --env. The token's variables (JHSNP_JWT_*) are
+    `environ`'s whatever the layers say. Raises ConfigError for a config value of
+    the wrong type and TemplateError for a bad placeholder.
     """
     s = settings
     values = substitutions(s, port, unix_socket, origin_host)
@@ -76,12 +81,23 @@ def build_launch(
     if not isinstance(command, (list, tuple)) or not all(isinstance(a, str) for a in command):
         raise ConfigError(f"the server's command must give a list of strings, not {command!r}")
     argv = substitute_all(list(command), values)
-    env = dict(environ or {})
+    prepared = environ or {}
+    env = dict(prepared)
     extra = {
         **_mapping(resolved(s.server_env, "the server's environment"), "environment"),
         **s.env,
     }
     env.update({k: substitute(str(v), values) for k, v in extra.items()})
+    if env_files:  # under --env (given_app.env), over the preset's, repository's and config's
+        env.update(env_files)
+        env.update({k: substitute(str(v), values) for k, v in s.given_app.env.items()})
+    # The token's key and audience are the proxy's (server.viewer_identity), or none: no layer
+    # above (a repository's [env] above all) may make the app trust a key of its own choosing.
+    for name in JWT_VARIABLES:
+        if name in prepared:
+            env[name] = prepared[name]
+        else:
+            env.pop(name, None)
     headers = {
         **_mapping(
             resolved(s.server_request_header, "the server's request_headers_override"),

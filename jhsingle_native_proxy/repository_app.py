@@ -35,7 +35,8 @@ SOURCES = (
     "Where the app comes from, with --repo (first found wins, key by key):",
     "  1. the command line: the words after --, --app TYPE, and each option given",
     f"  2. {MANIFEST} at the repository's root (app, command, presentation_path, env, "
-    "requirements, ready_check_path, ready_timeout, absolute_url, rewrite_urls, mappath)",
+    "requirements, ready_check_path, ready_timeout, absolute_url, rewrite_urls, mappath, "
+    "required_env)",
     "  3. README.md front matter of a Hugging Face Space (sdk: gradio, streamlit or static; "
     "app_file; sdk_version), only without a jhsnp.toml",
     "  4. streamlit_app.py at the root (streamlit), else app.py by what it imports",
@@ -119,6 +120,7 @@ def _laid(settings: Settings, given: GivenApp, found: Description, folder: str) 
         app_source=source,
         app_requirements=found.requirements,
         framework_pin=found.framework_pin,
+        secrets=dataclasses.replace(settings.secrets, required_env=found.required_env),
         **values,
     )
 

@@ -41,6 +41,7 @@ MANIFEST_KEYS = (
     "absolute_url",
     "rewrite_urls",
     "mappath",
+    "required_env",
 )
 _WHO_MAY_ENTER = (
     "decides who may enter or what the app learns about its viewers, which is the server's "
@@ -57,6 +58,8 @@ REFUSED_KEYS = {
             "frame_ancestors",
             "forward_user_info",
             "query_user_info",
+            "forward_user_headers",
+            "forward_user_jwt",
             "hide_hub_token",
             "request_header",
             "allow_origin",
@@ -101,6 +104,8 @@ class Description:
     env: Mapping[str, str] = field(default_factory=dict)
     mappath: Mapping[str, str] = field(default_factory=dict)
     requirements: tuple[str, ...] = ()
+    # Variables the app needs (`required_env`, names only): a start without one stops.
+    required_env: tuple[str, ...] = ()
     # ready_check_path, ready_timeout, absolute_url, rewrite_urls: laid over a preset's, under
     # the command line.
     values: Mapping[str, Any] = field(default_factory=dict)
@@ -189,6 +194,7 @@ def parse_manifest(text: str, folder: str) -> Description:
         env=_table(data, "env", env_names=True),
         mappath=_mappath(_table(data, "mappath")),
         requirements=_requirements(data.get("requirements")),
+        required_env=_required_env(data.get("required_env")),
         values=values,
     )
 
@@ -266,6 +272,18 @@ def _requirements(value: object) -> tuple[str, ...]:
     for requirement in value:
         _no_control(requirement, "requirements")
     return tuple(r.strip() for r in value)
+
+
+def _required_env(value: object) -> tuple[str, ...]:
+    """The names of variables the app needs; their values come from the server (--env-file)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ManifestError(f"{MANIFEST}: required_env must be a list of variable names")
+    for name in value:
+        if not _ENV_NAME.fullmatch(name):
+            raise ManifestError(f"{MANIFEST}: required_env: {name!r} is not a variable name")
+    return tuple(value)
 
 
 def _ready_check_path(path: str) -> str:

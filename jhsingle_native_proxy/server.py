@@ -17,6 +17,7 @@ import time
 
 from .heap import start_heap_trimmer, stop_heap_trimmer
 from .idle_watch import IdleWatch
+from .secret_options import warn_secrets_on_command_line
 from .settings import Settings
 from .supervisor import AppSupervisor
 
@@ -133,6 +134,21 @@ def conda_environment(settings: Settings):
     return environ, resolve_command
 
 
+def viewer_identity(settings: Settings, environ: dict[str, str]):
+    """The app's environment with the token's public key when --forward-user-jwt is on (and
+    never a key inherited from elsewhere, which the app would trust), and the server's
+    `ViewerIdentity` when either identity option is on, else None (nothing per request)."""
+    from .identity_options import JWT_VARIABLES
+
+    environ = {k: v for k, v in environ.items() if k not in JWT_VARIABLES}
+    if not settings.identity.enabled:
+        return environ, None
+    from .viewer_identity import make_viewer_identity  # PyJWT and cryptography: only now
+
+    identity = make_viewer_identity(settings)
+    return {**environ, **identity.app_environment()}, identity
+
+
 def raise_open_file_limit() -> None:
     """Use the hard limit on open files, not the soft one (often 1024).
 
@@ -174,11 +190,13 @@ async def serve(settings: Settings) -> None:
             "launcher or its response rewriting) and has no meaning here",
             key,
         )
+    warn_secrets_on_command_line(settings.given_app.env)
     if settings.progressive:
         log.info("--progressive is always on: responses are streamed as the app writes them")
     raise_open_file_limit()
     server_ssl, client_ssl = ssl_contexts(settings)
     app_environ, resolve = conda_environment(settings)
+    app_environ, identity = viewer_identity(settings, app_environ)
     sockets = listen(settings)
     socket_path, private_dir = app_socket_path(settings)
     deployment = None
@@ -204,7 +222,7 @@ async def serve(settings: Settings) -> None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(supervisor.launched.wait(), LAUNCH_WAIT)
         server, reporter, session = _proxy_server(
-            settings, supervisor, socket_path, server_ssl, client_ssl, deployment
+            settings, supervisor, socket_path, server_ssl, client_ssl, deployment, identity
         )
         services = server.request_callback.settings["services"]
         if deployment is not None:
@@ -257,6 +275,7 @@ def _proxy_server(
     server_ssl,
     client_ssl,
     deployment=None,
+    identity=None,
 ):
     """The HTTP server, the activity reporter and the client session to the app.
 
@@ -281,6 +300,7 @@ def _proxy_server(
         started_at=time.monotonic(),
         app_turns=asyncio.Semaphore(APP_TURNS),
         deployment=deployment,
+        identity=identity,
     )
     if settings.authtype == "oauth":
         from .hub_login import make_hub_auth

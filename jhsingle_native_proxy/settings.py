@@ -22,10 +22,12 @@ from .git_credentials import read_token_file, split_url, takes_credentials, with
 from .given_app import GivenApp
 from .http_hygiene import is_ip_address, is_loopback_name, split_host
 from .hub_environment import HubEnvironmentError, HubSettings, hub_settings
+from .identity_options import IdentitySettings
 from .monitoring_options import MonitoringSettings
 from .package_options import PackageSettings
 from .publish_options import PublishSettings
 from .repo_url import default_folder, redact
+from .secret_options import SecretSettings
 from .sleep_options import SleepSettings
 from .webhook_secret import read_webhook_secret
 
@@ -90,6 +92,8 @@ class Settings:
     allow_hosts: tuple[str, ...] = ()
     forward_user_info: bool = False
     query_user_info: bool = False
+    # --forward-user-headers, --forward-user-jwt (identity_options.py, viewer_identity.py).
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     progressive: bool = False
     websocket_max_message_size: int | None = None
     websocket_ping_interval: float = 30.0
@@ -140,6 +144,8 @@ class Settings:
     packages: PackageSettings = field(default_factory=PackageSettings)
     # --log-requests, --metrics-public (monitoring_options.py).
     monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    # --env-file, and the variables the repository says its app needs (secret_options.py).
+    secrets: SecretSettings = field(default_factory=SecretSettings)
     # The repository's own list of requirements (its manifest's), read before requirements.txt;
     # a framework pin (a Space's sdk_version: "streamlit==1.40.0") added to whatever is found.
     app_requirements: tuple[str, ...] = ()

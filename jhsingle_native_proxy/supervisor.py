@@ -31,6 +31,7 @@ from . import metrics
 from .app_preparation import AppPreparation
 from .app_state import AppState, AppStatus, EndReason, Failure, FailureKind
 from .command import TemplateError
+from .env_file import AppEnvironmentError, check_required, read_env_files
 from .launch import CommandResolver, build_launch
 from .prepare import (
     Checkout,
@@ -129,6 +130,8 @@ class AppSupervisor:
         self.origin_host: str | None = settings.trusted_origin_host or None
         # Headers every request to the app carries (--request-header, request_headers_override).
         self.request_headers: list[tuple[str, str]] = []
+        # The names (never the values) the --env-file files set at the latest start.
+        self.env_file_names: tuple[str, ...] = ()
         self.state = AppState.WAITING
         self.failure: Failure | None = None
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES_KEPT)
@@ -190,6 +193,7 @@ class AppSupervisor:
             restarts=max(0, self._spawned - 1),
             pid=pid,
             sleeping_since=self._sleeping_since if self.state is AppState.SLEEPING else None,
+            env_file_names=self.env_file_names,
         )
 
     def recent_lines(self, count: int = 30) -> list[str]:
@@ -417,6 +421,9 @@ class AppSupervisor:
         self.progress.add(self.phase)
         port = fresh_address(s, self.unix_socket)
         try:
+            # Read again at each start: a rotated secret is what a restart gets (env_file.py).
+            secrets = read_env_files(s.secrets.env_files)
+            self.env_file_names = tuple(sorted(secrets))
             launch = build_launch(
                 s,
                 port,
@@ -424,8 +431,10 @@ class AppSupervisor:
                 origin_host=self.origin_host or "",
                 environ=self.app_environ,
                 resolve_command=self.resolve_command,
+                env_files=secrets,
             )
-        except (ConfigError, TemplateError) as e:
+            check_required(s.secrets.required_env, launch.env, "jhsnp.toml")
+        except (ConfigError, TemplateError, AppEnvironmentError) as e:
             failure = Failure(FailureKind.NOT_STARTED, str(e))
             log.error("%s", failure.sentence)
             return failure, 0.0

@@ -56,6 +56,7 @@ def _app_request(headers: dict[str, str], *, behind_hub: bool = False) -> AppReq
         ),
         supervisor=SimpleNamespace(request_headers=()),
         hub_auth=object() if behind_hub else None,
+        identity=None,
     )
     # A dict as headers skips tornado's own checks: tornado before 6.5 let a bare CR through.
     request = httputil.HTTPServerRequest(

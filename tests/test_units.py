@@ -697,6 +697,9 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
 
     monitoring_fields = {f.name for f in dataclasses.fields(MonitoringSettings)}
     publish_fields = dict(zip(OPTION_KEYS, ("follow", "interval", "drain_timeout"), strict=True))
+    from jhsingle_native_proxy.identity_options import IdentitySettings
+
+    identity_fields = {"forward_user_headers": "headers", "forward_user_jwt": "jwt"}
     for param in _command.params:
         if not param.expose_value or param.name in cli_only:
             continue
@@ -710,6 +713,9 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
             continue
         if param.name in monitoring_fields:  # Settings.monitoring (monitoring_options.py)
             assert getattr(MonitoringSettings(), param.name) == param.default, param.name
+            continue
+        if param.name in identity_fields:  # Settings.identity (identity_options.py)
+            assert getattr(IdentitySettings(), identity_fields[param.name]) == param.default
             continue
         names.add(param.name)
         assert param.name in OPTION_NAMES, f"--{param.name} is no field of Settings"
@@ -725,6 +731,7 @@ def test_every_command_line_option_is_a_setting_with_the_same_default():
         *("given_app", "app_name", "app_source"),
         "packages",
         "monitoring",
+        "identity",
         "command_factory",
         "server_env",
         "server_mappath",

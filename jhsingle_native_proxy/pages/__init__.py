@@ -120,6 +120,7 @@ def console_page(
         pid=view["pid"],
         app=view.get("app") or "",
         reason=view.get("reason") or "",
+        env_file_names=view.get("env_file_names") or [],
         shown="\n".join(view["lines"]),  # type: ignore[arg-type]
         status_url=status_url,
         restart_url=restart_url,

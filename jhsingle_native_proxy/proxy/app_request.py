@@ -223,6 +223,9 @@ class AppRequestMixin:
             replaced = {h.canonical_name(n) for n, _ in overrides}
             headers = [(n, v) for n, v in headers if h.canonical_name(n) not in replaced]
             headers.extend(overrides)
+        identity = self.services.identity
+        if identity is not None and self.viewer is not None:
+            headers = identity.with_viewer(headers, self.viewer, replace=bool(overrides))
         return self._checked(headers)
 
     def _checked(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@ Routes:
   /ws-open         {"open": N}: websockets open on the app right now
   .../dir          301 to the same path with a slash added, as a file server does for folders
   /redirect-self?path=P  302 to http://127.0.0.1:PORT{P}, the app's own absolute URL
+  /env?name=NAME   the environment variable's value as text (404 when unset); never printed
 
 Every request is printed as `app got METHOD URI`, so tests can tell what reached the app.
 """
@@ -205,6 +206,15 @@ class Slow(web.RequestHandler):
         self.finish("slow")
 
 
+class Env(web.RequestHandler):
+    def get(self):
+        value = os.environ.get(self.get_argument("name"))
+        if value is None:
+            raise web.HTTPError(404)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(value)
+
+
 class Exit(web.RequestHandler):
     def get(self):
         code = int(self.get_argument("code", "1"))
@@ -217,7 +227,8 @@ OPEN_WEBSOCKETS = [0]
 
 
 class WSEcho(websocket.WebSocketHandler):
-    """Echoes messages. Commands: "close-me" (closes with 4001), "send N SIZE" (N binary
+    """Echoes messages. Commands: "close-me" (closes with 4001), "headers" (the handshake's
+    headers as JSON pairs), "send N SIZE" (N binary
     messages of SIZE bytes, as fast as the socket takes them). Picks the LAST subprotocol offered,
     so a test can tell the app's choice from the client's first wish."""
 
@@ -239,6 +250,9 @@ class WSEcho(websocket.WebSocketHandler):
     async def on_message(self, message):
         if message == "close-me":
             self.close(4001, "app says bye")
+            return
+        if message == "headers":  # the handshake's headers, as pairs
+            await self.write_message(json.dumps(list(self.request.headers.get_all())))
             return
         if isinstance(message, str) and message.startswith("send "):
             _, n, size = message.split()
@@ -334,6 +348,7 @@ async def main() -> None:
             (r"/gzip", Gzip),
             (r"/slow", Slow),
             (r"/exit", Exit),
+            (r"/env", Env),
             (r"/gated-sse", GatedSSE),
             (r"/release", Release),
             (r"/hop", Hop),
