@@ -63,13 +63,15 @@ def _repository_file(docname: str, target: str) -> str | None:
     path = target.partition("#")[0]
     if not path or "://" in path or path.startswith("mailto:"):
         return None
-    if Path(path).is_absolute():  # MyST's name of a .md file outside docs/: its absolute path
-        joined = Path(os.path.relpath(path + ".md", REPOSITORY)).as_posix()
+    if Path(path).is_absolute():  # MyST 5 names a .md file outside docs/ by its absolute path
+        joined = Path(os.path.relpath(path, REPOSITORY)).as_posix()
     else:
         joined = posixpath.normpath(posixpath.join("docs", posixpath.dirname(docname), path))
     if joined.startswith("..") or joined == "docs" or joined.startswith("docs/"):
         return None
-    return joined if (REPOSITORY / joined).exists() else None
+    # A .md file is named without its suffix (a document's name), other files and folders as is.
+    found = [name for name in (joined, joined + ".md") if (REPOSITORY / name).exists()]
+    return found[0] if found else None
 
 
 def repository_links(app, doctree: nodes.document) -> None:
