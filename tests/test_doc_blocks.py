@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import http.client
 import json
 import os
 import re
@@ -39,7 +38,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import free_port, wait_for
+from conftest import free_port, request, wait_for
 from jhsingle_native_proxy.repository_manifest import parse_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,23 +249,13 @@ def require_app(args: list[str]) -> None:
     pytest.skip(f"{program} is not on PATH")
 
 
-def get(port: int, path: str) -> tuple[int, bytes]:
-    """A plain client's GET (no browser headers: a starting app is waited for, not shown the
-    loading page)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=ANSWER_TIMEOUT)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def answers(process: subprocess.Popen, port: int, prefix: str, log: Path) -> bool:
     if process.poll() is not None:
         raise AssertionError(f"the command exited ({process.returncode}):\n{log.read_text()}")
     with contextlib.suppress(OSError):
-        return get(port, prefix)[0] == 200
+        # A plain client (no browser headers): a starting app is waited for, not shown the
+        # loading page.
+        return request(port, "GET", prefix, timeout=ANSWER_TIMEOUT).status == 200
     return False
 
 
@@ -310,8 +299,8 @@ def test_runnable_block_serves_its_app(block, tmp_path):
             interval=0.2,
             what=f"{block.name} to answer 200 at {prefix}",
         )
-        status, body = get(port, prefix + "_jhsnp/status")
-        assert status == 200 and json.loads(body)["state"] == "ready", body
+        status = request(port, "GET", prefix + "_jhsnp/status")
+        assert status.status == 200 and status.json()["state"] == "ready", status.body
     finally:
         stop(process)
     sys.stderr.write(f"\n[doc block] {block.name}: 200 in {time.monotonic() - started:.1f}s\n")
