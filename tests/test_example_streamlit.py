@@ -45,11 +45,15 @@ def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path, how):
 
 
 def test_streamlit_hello_with_an_angle_bracket_port_answers(start_proxy):
-    """README's line, for real: `-- streamlit hello --server.port <port>` (the app was given a
-    literal `<port>` and crash-looped)."""
+    """docs/getting-started.md's line, for real: `-- streamlit hello --server.port <port>` (the
+    app was given a literal `<port>` and crash-looped)."""
     require_program("streamlit")
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    line = next(x for x in readme.splitlines() if "streamlit hello --server.port <port>" in x)
+    page = Path(__file__).resolve().parent.parent / "docs" / "getting-started.md"
+    line = next(
+        x
+        for x in page.read_text(encoding="utf-8").splitlines()
+        if "streamlit hello --server.port <port>" in x
+    )
     ours, _, app = line.partition(" -- ")
     assert ours == "jhsingle-native-proxy --authtype none"
     proxy = start_proxy(["--ready-timeout", "60"], app=shlex.split(app), wait="listening")
