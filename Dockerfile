@@ -42,7 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1
 
-COPY pyproject.toml README.md /tmp/jhsnp-src/
+COPY pyproject.toml README.md LICENSE /tmp/jhsnp-src/
 COPY jhsingle_native_proxy /tmp/jhsnp-src/jhsingle_native_proxy
 
 RUN --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
