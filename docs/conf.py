@@ -38,7 +38,13 @@ REPOSITORY_URL = ""
 
 extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build", "make_options.py", "Thumbs.db", ".DS_Store"]
+exclude_patterns = [
+    "_build",
+    "make_options.py",
+    "images/README.md",  # which test writes each screenshot: for contributors, not a page
+    "Thumbs.db",
+    ".DS_Store",
+]
 root_doc = "index"
 
 # GitHub-style anchors for headings down to ####, so `page.md#a-heading` links resolve (and a
