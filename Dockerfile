@@ -1,7 +1,7 @@
 # A single-user image for JupyterHub's DockerSpawner and KubeSpawner (ContainDS style): the
 # server is jhsingle-native-proxy, in front of a web app. Its CMD runs a small demo app
-# (python3 -m http.server and one page) behind JupyterHub's login. README.md's "Container image"
-# section has the rest; in short:
+# (python3 -m http.server and one page) behind JupyterHub's login. docs/container-image.md has
+# the rest; in short:
 #
 #   docker build -t jhsingle-native-proxy .
 #   docker build -t my-app --build-arg APP_REQUIREMENTS="streamlit==1.40.2" .   # the app's packages
