@@ -1,7 +1,7 @@
 # A single-user image for JupyterHub's DockerSpawner and KubeSpawner (ContainDS style): the
 # server is jhsingle-native-proxy, in front of a web app. Its CMD runs a small demo app
-# (python3 -m http.server and one page) behind JupyterHub's login. README.md's "Container image"
-# section has the rest; in short:
+# (python3 -m http.server and one page) behind JupyterHub's login. docs/container-image.md has
+# the rest; in short:
 #
 #   docker build -t jhsingle-native-proxy .
 #   docker build -t my-app --build-arg APP_REQUIREMENTS="streamlit==1.40.2" .   # the app's packages
@@ -42,7 +42,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1
 
-COPY pyproject.toml README.md /tmp/jhsnp-src/
+COPY pyproject.toml README.md LICENSE /tmp/jhsnp-src/
 COPY jhsingle_native_proxy /tmp/jhsnp-src/jhsingle_native_proxy
 
 RUN --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \

@@ -133,9 +133,10 @@ def render(cmd: click.Command | None = None) -> str:
         _code(" ".join((cmd.epilog or "").split())),
         "",
         "Every option, as `jhsingle-native-proxy --help` lists it. An empty default means the "
-        "option is not set: it is off, or the proxy uses a value of its own, which the "
-        "[README](../README.md#options) gives. How the options work together is in the README, "
-        "[deployment](deployment.md) and [troubleshooting](troubleshooting.md).",
+        "option is not set: it is off, or the proxy uses a value of its own, which "
+        "[Getting started](getting-started.md#options) gives. How the options work together "
+        "is in [Getting started](getting-started.md), [deployment](deployment.md) and "
+        "[troubleshooting](troubleshooting.md).",
         "",
         "| option | argument | default | meaning |",
         "| --- | --- | --- | --- |",

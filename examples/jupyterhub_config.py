@@ -14,7 +14,8 @@
 #
 # The spawner appends its own flags (set by c.Spawner.args, debug, notebook_dir, default_url)
 # AFTER this command, which after "--" means the app's arguments: leave those unset here, or
-# spell the command the 0.8.3 way without "--" (app dashes written {--}), as the README shows.
+# spell the command the 0.8.3 way without "--" (app dashes written {--}), as
+# docs/getting-started.md shows.
 
 import os
 

@@ -4,7 +4,8 @@ this project's CLI in front of the echo app. Everything runs on 127.0.0.1 and is
 
 The hub is the installed jupyterhub, or with JHSNP_HUB_VERSION=4.1.6 (any version pip knows)
 that version, in a virtual environment of its own made on first use; the servers it spawns
-still run this project with the test's Python (see README, "Other JupyterHub versions").
+still run this project with the test's Python (see
+docs/development.md, "Other JupyterHub versions").
 """
 
 from __future__ import annotations

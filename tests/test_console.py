@@ -36,6 +36,8 @@ def test_the_console_shows_the_apps_output_live_in_a_browser(start_proxy):
         )
         assert page.text_content("#restarts") == "0"
         assert page.text_content("#pid") == str(proxy.app_pids()[-1])
+        # Wake is for a sleeping app only (its form's display once overrode `hidden`).
+        assert not page.is_visible("text=Wake")
         screenshot(page, "console")
 
 

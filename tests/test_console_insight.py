@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_console_live import ask_restart
 
-from browser import chromium_page, screenshot
+from browser import chromium_page, docs_screenshot, screenshot
 from conftest import APPS, wait_for
 from jhsingle_native_proxy.exit_reason import MemoryCgroup
 from jhsingle_native_proxy.run_history import RUNS_KEPT
@@ -115,9 +115,10 @@ def test_a_sigkilled_app_and_an_exit_status_are_said_in_words(start_proxy):
 
 def test_the_console_shows_the_apps_memory_and_a_chart_in_a_browser(start_proxy):
     """An app holding 100 MiB: the console's memory figure says at least that (and not some
-    absurd number), and the chart of the last hour is drawn, one line per figure."""
+    absurd number), and the chart of the last hour is drawn, one line per figure. The shot is
+    docs/images/console.png."""
     proxy = start_proxy(app=[sys.executable, MEMORY_APP, "{port}", "100"])
-    with chromium_page() as page:
+    with chromium_page(docs_image="console") as page:
         page.goto(proxy.url("_jhsnp/"))
         page.wait_for_function(
             "document.querySelectorAll('#usage-chart polyline').length === 3", timeout=WAIT_MS
@@ -131,6 +132,8 @@ def test_the_console_shows_the_apps_memory_and_a_chart_in_a_browser(start_proxy)
         assert "Memory: " in page.text_content("#usage-chart")
         assert page.text_content("#runs tbody tr td:nth-child(4)") == "running"
         screenshot(page, "console-insight")
+        assert page.text_content("#state") == "ready" and not page.is_visible("text=Wake")
+        docs_screenshot(page, "console", shows="Memory: ")
     assert console(proxy)["usage"]["memory_bytes"] >= 100 * 2**20
     # Requests per minute count what reached the app (through the proxy), not the console's.
     before = proxy.get("_jhsnp/usage.json").json()["requests"]

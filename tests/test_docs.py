@@ -50,16 +50,19 @@ INLINE_CODE = re.compile(r"(`+)(.+?)\1")
 FOREIGN_COLUMN = re.compile(r"0\.8\.3|standaloneproxy", re.IGNORECASE)
 # Other programs' flags that a page's prose names on their own, by page: whose each is.
 FOREIGN_FLAGS = {
-    "README.md": {
+    "getting-started.md": {
         "--server.baseUrlPath": "Streamlit's (the app needs none behind the proxy)",
-        "--server.port": "Streamlit's (the streamlit preset sets it: a usage error after --)",
-        "--prefix": "Bokeh's (the bokeh preset passes it)",
+        "--server.port": "Streamlit's (a placeholder in a word: `--server.port=<port>`)",
         "--disable-user-config": "jupyterhub-singleuser's: taken off before click and logged "
         "as ignored (singleuser_flags.py)",
-        "--secret": "docker and podman build's",
-        "-c": "git's (the credential helper)",
-        "-m": "pytest's marker option",
     },
+    "presets.md": {
+        "--server.port": "Streamlit's (the streamlit preset sets it: a usage error after --)",
+        "--prefix": "Bokeh's (the bokeh preset passes it)",
+    },
+    "container-image.md": {"--secret": "docker and podman build's"},
+    "git-checkout.md": {"-c": "git's (the credential helper)"},
+    "development.md": {"-m": "pytest's marker option"},
 }
 
 
@@ -240,14 +243,23 @@ def test_every_documented_proxy_flag_exists(help_flags):
     )
 
 
-def test_the_readme_names_flags_in_its_prose_and_options_table():
-    """The README is checked like docs/: its options table and prose are where a misspelt flag
-    would be copied from. The list of other programs' flags holds only what the README names."""
-    readme = {flag for name, flag in documented_flags() if name == "README.md"}
+def test_the_options_overview_and_prose_are_checked_too():
+    """Getting started's options table and every page's prose are checked like code blocks: they
+    are where a misspelt flag would be copied from. The list of other programs' flags holds only
+    what each page names."""
+    used = documented_flags()
+    overview = {flag for name, flag in used if name == "getting-started.md"}
     table = {"--websocket-max-message-size", "--ready-timeout", "--allow-host"}
-    assert table <= readme, table - readme
-    stale = set(FOREIGN_FLAGS["README.md"]) - readme
-    assert not stale, f"FOREIGN_FLAGS names flags the README no longer has: {sorted(stale)}"
+    assert table <= overview, table - overview
+    stale = {
+        (name, flag)
+        for name, flags in FOREIGN_FLAGS.items()
+        for flag in flags
+        if (name, flag) not in set(used)
+    }
+    assert not stale, f"FOREIGN_FLAGS names flags the pages no longer have: {sorted(stale)}"
+    readme = {flag for name, flag in used if name == "README.md"}
+    assert {"--app", "--authtype", "--list-apps"} <= readme, readme
 
 
 @pytest.mark.parametrize(

@@ -57,10 +57,10 @@ def test_the_dotenv_syntax_we_read():
     }
 
 
-def test_the_readmes_example_file_is_read_as_it_says():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    start = readme.index("# /run/secrets/app.env")
-    example = parse_env(readme[start : readme.index("```", start)], "README.md")
+def test_the_docs_example_file_is_read_as_it_says():
+    page = (Path(__file__).parent.parent / "docs" / "secrets.md").read_text()
+    start = page.index("# /run/secrets/app.env")
+    example = parse_env(page[start : page.index("```", start)], "secrets.md")
     assert example["DB_PASSWORD"] == 'p@ss "word"'
     assert example["GREETING"] == "Hello\nworld"
     assert example["PEM"] == "-----BEGIN KEY-----\n...\n-----END KEY-----"

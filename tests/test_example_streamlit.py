@@ -20,9 +20,11 @@ def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path, how):
     require("streamlit")
     from playwright.sync_api import expect
 
-    from browser import chromium_page, screenshot
+    from browser import chromium_page, docs_screenshot, screenshot
 
-    with running(how, "streamlit.sh", tmp_path) as proxy, chromium_page() as page:
+    # The preset's page, as a viewer sees it, is docs/images/preset-streamlit.png.
+    docs_image = "preset-streamlit" if how == "preset" else ""
+    with running(how, "streamlit.sh", tmp_path) as proxy, chromium_page(docs_image) as page:
         hosts = set()
         page.on("request", lambda r: hosts.add(urlsplit(r.url.removeprefix("blob:")).netloc))
         with page.expect_websocket(timeout=30000) as websocket:
@@ -41,15 +43,21 @@ def test_streamlit_example_renders_and_reruns_on_a_click(tmp_path, how):
         expect(page.get_by_text("Clicks counted by the server: 1")).to_be_visible(timeout=30000)
         assert not socket.is_closed()
         screenshot(page, f"example-streamlit-{how}")
+        if docs_image:
+            docs_screenshot(page, docs_image, shows="Clicks counted by the server: 1")
         assert hosts == {f"127.0.0.1:{proxy.port}"}, f"the page reached out to {hosts}"
 
 
 def test_streamlit_hello_with_an_angle_bracket_port_answers(start_proxy):
-    """README's line, for real: `-- streamlit hello --server.port <port>` (the app was given a
-    literal `<port>` and crash-looped)."""
+    """docs/getting-started.md's line, for real: `-- streamlit hello --server.port <port>` (the
+    app was given a literal `<port>` and crash-looped)."""
     require_program("streamlit")
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    line = next(x for x in readme.splitlines() if "streamlit hello --server.port <port>" in x)
+    page = Path(__file__).resolve().parent.parent / "docs" / "getting-started.md"
+    line = next(
+        x
+        for x in page.read_text(encoding="utf-8").splitlines()
+        if "streamlit hello --server.port <port>" in x
+    )
     ours, _, app = line.partition(" -- ")
     assert ours == "jhsingle-native-proxy --authtype none"
     proxy = start_proxy(["--ready-timeout", "60"], app=shlex.split(app), wait="listening")

@@ -33,7 +33,7 @@ STREAMLIT_IMAGE = "localhost/jhsingle-native-proxy:test-streamlit"
 PREFIX = "/user/test/"
 # Two small packages for APP_REQUIREMENTS: a list, split on spaces.
 APP_REQUIREMENTS = "iniconfig tomli-w"
-# The demo app as the image's CMD runs it (README's "try it without a hub" command uses it too).
+# The demo app as the image's CMD runs it (docs/container-image.md's "try it" command uses it too).
 DEMO_APP = shlex.split("python3 -m http.server --bind 127.0.0.1 --directory /opt/jhsnp-demo {port}")
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
@@ -182,9 +182,9 @@ def test_cmd_without_a_hub_fails_fast_with_one_error_line(podman, image):
 
 
 def test_demo_app_answers_through_the_proxy_as_uid_1000(podman, image):
-    """README's "try it without a hub" command (on the host's loopback instead of 0.0.0.0):
-    the demo page comes through the proxy under the prefix, everything runs as uid 1000, and a
-    stop (SIGTERM to tini) ends the container cleanly with status 0."""
+    """docs/container-image.md's "try it without a hub" command (on the host's loopback instead
+    of 0.0.0.0): the demo page comes through the proxy under the prefix, everything runs as
+    uid 1000, and a stop (SIGTERM to tini) ends the container cleanly with status 0."""
     port = free_port()
     proxy = (
         f"jhsingle-native-proxy --authtype none --ip 127.0.0.1 --port {port} --allow-host localhost"

@@ -263,3 +263,35 @@ def test_loading_page_moves_on_to_the_app_in_a_browser(start_proxy):
         )
         assert page.url == proxy.url("deep/link?x=1")
         screenshot(page, "loading-page-moved-on")
+
+
+def test_the_loading_page_shows_the_starts_progress_in_a_browser(start_proxy, tmp_path):
+    """While the app starts, a viewer who may see its output (here: anyone, --authtype none)
+    sees the phase and the app's latest lines, and the page moves on once the app listens.
+    The app starts exactly as long as the test wants: until the test creates a file. The shot
+    is docs/images/loading.png."""
+    from browser import chromium_page, docs_screenshot
+
+    listen = tmp_path / "listen-now"
+    start = (
+        'for step in "Reading the data" "Building the index" "Warming the cache"; do'
+        ' echo "$step"; done;'
+        ' exec "$0" "$1" "$2" --wait-for-file "$3" > /dev/null'
+    )
+    app = ["sh", "-c", start, sys.executable, ECHO_APP, "{port}", str(listen)]
+    with chromium_page(docs_image="loading") as page:
+        proxy = start_proxy(app=app, wait="listening")
+        page.goto(proxy.url("dashboard"))
+        page.wait_for_function(
+            "document.getElementById('lines').textContent.includes('Warming the cache')",
+            timeout=20000,
+        )
+        assert page.text_content("#heading") == "Starting your app"
+        assert page.text_content("#phase") == "Starting the app\u2026"
+        assert not page.is_visible("#failure")
+        docs_screenshot(page, "loading", shows="Warming the cache")
+        listen.touch()
+        page.wait_for_function(
+            "document.body && document.body.innerText.includes('\"/dashboard\"')", timeout=20000
+        )
+        assert page.url == proxy.url("dashboard")
