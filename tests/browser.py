@@ -77,8 +77,9 @@ def docs_screenshot(page, name: str, shows: str) -> Path:
     expect(page.get_by_text(shows).first).to_be_visible()
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     path = DOCS_IMAGES / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False, scale="css", animations="disabled",
-                    caret="hide")
+    page.screenshot(
+        path=str(path), full_page=False, scale="css", animations="disabled", caret="hide"
+    )
     expect(page.get_by_text(shows).first).to_be_visible()
     assert png_size(path) == (width, height)
     return path
@@ -93,12 +94,12 @@ def png_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"{path}: not a PNG")
     chunks, offset = [], 8
     while offset < len(data):
-        length = int.from_bytes(data[offset:offset + 4], "big")
+        length = int.from_bytes(data[offset : offset + 4], "big")
         if offset + 12 + length > len(data):
             raise ValueError(f"{path}: truncated")
-        kind = data[offset + 4:offset + 8]
-        body = data[offset + 8:offset + 8 + length]
-        (crc,) = struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length : offset + 12 + length])
         if zlib.crc32(kind + body) != crc:
             raise ValueError(f"{path}: a damaged {kind!r} chunk")
         chunks.append((kind, body))

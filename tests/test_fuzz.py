@@ -19,10 +19,9 @@ After every example the proxy must still run and serve, and its log must hold no
 Quick mode (the default, CI) runs a few hundred examples in all; JHSNP_RELIABILITY=full runs eight
 times as many. Generation is derandomized and database-free, so a run is reproducible.
 
-Bugs. The eight bugs this suite found are fixed, and each has an explicit example test below.
-One is left: a bare `?` (an empty query) does not reach the app, because aiohttp's URL model has
-no empty query. It is pinned by `test_known_bug_*`, marked xfail(strict=True), and left out of
-the generator; JHSNP_FUZZ_KNOWN_BUGS=1 puts it back (the path property then fails on it).
+Bugs. The nine bugs this suite found are fixed, and each has an explicit example test below
+(the last: a bare `?`, an empty query, did not reach the app, since aiohttp's URL model has no
+empty query).
 """
 
 from __future__ import annotations
@@ -55,8 +54,6 @@ pytestmark = pytest.mark.reliability
 
 FULL = os.environ.get("JHSNP_RELIABILITY", "").lower() == "full"
 SCALE = 8 if FULL else 1
-# Generate the inputs of the known bugs too (see the module's docstring).
-WITH_KNOWN_BUGS = os.environ.get("JHSNP_FUZZ_KNOWN_BUGS", "") not in ("", "0")
 
 PREFIX = "/user/alice/"
 BASE = PREFIX.rstrip("/")
@@ -325,7 +322,7 @@ def after_example(proxy, watch: LogWatch) -> None:
 # 1. Paths and query strings.
 
 VISIBLE = "".join(map(chr, range(0x21, 0x7F)))
-# Raw in a path: every visible character but `?`, which starts the query; `#` is a known bug.
+# Raw in a path: every visible character but `?`, which starts the query.
 PATH_CHARS = VISIBLE.replace("?", "")
 QUERY_CHARS = VISIBLE
 # Bytes 0x80-0xff sent raw in the request target (not percent-encoded): refused with 400, as is
@@ -446,8 +443,8 @@ class Target:
 def targets(draw) -> Target:
     kind = draw(st.sampled_from(["in"] * 7 + ["bare", "outside", "broken"]))
     query = draw(st.none() | queries().filter(bool))
-    if query is not None and WITH_KNOWN_BUGS and draw(st.integers(0, 5)) == 0:
-        query = ""  # `?` alone: a known bug
+    if query is not None and draw(st.integers(0, 5)) == 0:
+        query = ""  # `?` alone
     tail = "" if query is None else "?" + query
     if kind == "bare":
         return Target(kind, BASE + tail)
@@ -1513,12 +1510,7 @@ def test_a_bad_command_line_exits_with_one_error_line(busy_port, tmp_path, no_au
 
 
 # ---------------------------------------------------------------------------------------------
-# Known bugs: one explicit example each (see the module's docstring). Each XPASS (strict: a
-# failure) means the bug is fixed: remove the test's exclusion from the generators above.
-
-
-def known_bug(reason: str):
-    return pytest.mark.xfail(strict=True, reason=f"known bug: {reason}")
+# The bugs this suite found: one explicit example each (see the module's docstring).
 
 
 def test_raw_non_ascii_bytes_in_the_target_are_refused(proxy):
@@ -1545,8 +1537,9 @@ def test_non_ascii_header_values_arrive_as_sent_or_are_refused(proxy, value, sta
         assert seen["X-Name"].encode("latin-1") == value  # the app reads bytes as latin-1
 
 
-@known_bug("an empty query loses its '?' on the way to the app")
-def test_known_bug_an_empty_query_loses_its_question_mark(proxy):
+def test_an_empty_query_keeps_its_question_mark(proxy):
+    """`/echo?` reached the app as `/echo`: yarl, under aiohttp, has no empty query (found by
+    this suite)."""
     answer = exchange(
         proxy.port, http_request(proxy.port, "GET", PREFIX + "echo?", [CLOSE, host(proxy.port)])
     )

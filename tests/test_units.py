@@ -757,3 +757,14 @@ def test_listen_address_from_jupyterhub_service_url(url, expected):
 
     environ = {"JUPYTERHUB_SERVICE_URL": url} if url else {}
     assert listen_address(None, None, environ) == expected
+
+
+def test_an_empty_query_survives_the_pooled_clients_url():
+    """yarl has no empty query: `/echo?` must still be the request line's target (.ci/floors
+    runs this at yarl's floor)."""
+    from jhsingle_native_proxy.proxy.http import app_url
+
+    assert app_url("http://127.0.0.1:9/echo?").raw_path_qs == "/echo?"
+    assert app_url("http://127.0.0.1:9/?").raw_path_qs == "/?"
+    assert app_url("http://127.0.0.1:9/a%20b?x=1").raw_path_qs == "/a%20b?x=1"
+    assert app_url("http://127.0.0.1:9/a").raw_path_qs == "/a"

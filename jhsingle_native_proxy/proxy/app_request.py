@@ -161,7 +161,9 @@ class AppRequestMixin:
         # The app's own settings (a repository may set absolute_url and mappath: repository_app).
         app = self.services.supervisor.settings
         uri = self.request.uri or "/"
-        path, _, query = uri.partition("?")
+        path, mark, query = uri.partition("?")
+        # `/x?` and `/x` may differ to the app (a cache key, a signed URL): an empty query stays.
+        empty_query_sent = bool(mark) and not query
         if app.absolute_url:
             rest = path
         else:
@@ -186,7 +188,8 @@ class AppRequestMixin:
             extra = h.USER_QUERY_ARG + "=" + quote(user_info(viewer), safe="")
             query = f"{query}&{extra}" if query else extra
         origin = self.services.supervisor.origin
-        return f"{origin}{rest}{'?' + query if query else ''}"
+        mark = "?" if query or empty_query_sent else ""
+        return f"{origin}{rest}{mark}{query}"
 
     def app_request_headers(self, drop: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
         """The client's headers as the app gets them, with our own additions."""

@@ -60,6 +60,16 @@ BODY_QUEUE_CHUNKS = 4
 APP_TURNS = 64
 
 
+def app_url(target: str) -> URL:
+    """The app's URL for the pooled client, as `target_url` wrote it. yarl has no empty query
+    (`/x?` becomes `/x`), so a bare `?` rides at the end of the encoded path, which aiohttp
+    writes into the request line as it is."""
+    url = URL(target, encoded=True)
+    if target.endswith("?") and not url.raw_query_string:
+        url = url.with_path(url.raw_path + "?", encoded=True)
+    return url
+
+
 class BodyPipe:
     """Carries request body chunks from tornado to aiohttp with a small bounded queue.
 
@@ -307,7 +317,7 @@ class ProxyHandler(AuthMixin, AppRequestMixin, BaseHandler):
                 services.app_turns,
                 services.app_session.request(
                     request.method,
-                    URL(self.target_url(), encoded=True),
+                    app_url(self.target_url()),
                     headers=headers,
                     data=self._body.chunks() if self._body is not None else None,
                     allow_redirects=False,
