@@ -89,6 +89,9 @@ class Column:
     # None for the app itself.
     argv: list[str] | None
     prefix: str = PREFIX
+    # False for the anchors: a PYTHONPATH that names this checkout (to measure a worktree) would
+    # make their venvs import this package in place of their own.
+    keeps_pythonpath: bool = True
     process: subprocess.Popen | None = None
     port: int = 0
     started_in: float = float("nan")
@@ -114,6 +117,8 @@ class Column:
             argv = pinned(0, argv)
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
         env["JUPYTERHUB_SERVICE_PREFIX"] = PREFIX
+        if not self.keeps_pythonpath:
+            env.pop("PYTHONPATH", None)
         began = time.monotonic()
         self.process = subprocess.Popen(
             argv,
@@ -438,6 +443,7 @@ def columns(with_anchors: bool, notes: list[str]) -> list[Column]:
                         "--no-logs",
                         "{app-dashes}",
                     ],
+                    keeps_pythonpath=False,
                 )
             )
         if (bin_jsp := anchor_python("jsp 4.6", notes)) is not None:
@@ -453,6 +459,7 @@ def columns(with_anchors: bool, notes: list[str]) -> list[Column]:
                         "--",
                         "{app}",
                     ],
+                    keeps_pythonpath=False,
                 )
             )
     return found
