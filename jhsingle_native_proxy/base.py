@@ -89,7 +89,7 @@ class Services:
     # The app's memory, CPU and proxied requests over the last hour (the console's chart).
     usage: UsageHistory = field(default_factory=UsageHistory)
     # The process's Prometheus metrics (metrics.py), which handlers feed.
-    metrics: Metrics = field(default_factory=lambda: _current_metrics())
+    metrics: Metrics = field(default_factory=_current_metrics)
     # --forward-user-headers/--forward-user-jwt (viewer_identity.py); None when both are off.
     identity: ViewerIdentity | None = None
 

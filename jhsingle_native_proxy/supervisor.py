@@ -29,7 +29,7 @@ from collections import deque
 
 from . import metrics
 from .app_preparation import AppPreparation
-from .app_state import AppState, AppStatus, EndReason, Failure, FailureKind
+from .app_state import AppState, AppStatus, Failure, FailureKind
 from .command import TemplateError
 from .env_file import AppEnvironmentError, check_required, read_env_files
 from .launch import CommandResolver, build_launch
@@ -160,8 +160,6 @@ class AppSupervisor:
         self._sleep_asked = False
         self._sleeping_since: float | None = None
         self._waking = False  # the next start wakes it: the loading page says so
-        # Why the last instance that did not fail ended (EndReason.IDLE), None otherwise.
-        self.last_end: EndReason | None = None
         # The proxy's connections to this app under way (requests, websockets): publish mode's
         # switch lets them end before it ends an old revision's app (deployment.py).
         self.connections: set[object] = set()
@@ -323,13 +321,12 @@ class AppSupervisor:
             if self._stopping:
                 break
             if self._sleep_asked:
-                self._sleep_asked, self.last_end = False, EndReason.IDLE
+                self._sleep_asked = False
                 metrics.app_ended("idle")
                 # Unless a request (or a restart) came while its group was ending:
                 if self.state is AppState.SLEEPING and not self._restart_asked:
                     await self._pause(None)
                 continue
-            self.last_end = None
             if self._restart_asked:
                 self._restart_asked = False
                 metrics.app_ended("asked")
