@@ -8,13 +8,13 @@ looks idle; `--force-alive` brings back the old behaviour for those who want it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import datetime, timezone
 
 import aiohttp
 
+from .background import end_task
 from .settings import HUB_CALL_TIMEOUT, Settings
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -78,10 +78,7 @@ class ActivityReporter:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await end_task(self._task)
 
     async def _run(self) -> None:
         s = self.settings

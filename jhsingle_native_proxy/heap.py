@@ -25,12 +25,13 @@ burst costs a trim. Without glibc's `malloc_trim` or /proc (musl, macOS) this do
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import os
 import time
 from collections.abc import Callable
+
+from .background import end_task
 
 log = logging.getLogger("jhsingle_native_proxy")
 
@@ -126,7 +127,4 @@ def start_heap_trimmer() -> asyncio.Task | None:
 
 
 async def stop_heap_trimmer(task: asyncio.Task | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await end_task(task)

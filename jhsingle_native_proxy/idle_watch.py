@@ -16,12 +16,12 @@ a few attribute reads, and nothing here waits unbounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from .app_state import AppState
+from .background import end_task
 from .sleep_options import SleepSettings
 
 log = logging.getLogger("jhsingle_native_proxy")
@@ -56,10 +56,7 @@ class IdleWatch:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await end_task(self._task)
 
     def last_use(self, now: float) -> float:
         """The last time the app was used: its last activity, or now if a connection is open."""

@@ -14,13 +14,13 @@ restarted) counts the new tree's whole CPU time: it started after the previous r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .background import end_task
 from .exit_reason import describe_bytes
 from .process_tree import tree_usage
 
@@ -125,10 +125,7 @@ class UsageHistory:
         self._task = asyncio.create_task(self._sample_forever(current_pid))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await end_task(self._task)
 
     async def _sample_forever(self, current_pid: Callable[[], int | None]) -> None:
         while True:
